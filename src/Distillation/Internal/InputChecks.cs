@@ -1,0 +1,106 @@
+using System;
+using Distillation.Kernels;
+
+namespace Distillation.Internal;
+
+/// <summary>Structural checks made before anything is written, and the messages for rows a kernel rejected.</summary>
+internal static class InputChecks
+{
+    public static void Labels(TokenLabels labels, int rows, int vocabularySize, string paramName)
+    {
+        if (labels.Length != rows)
+        {
+            ThrowHelper.Argument(paramName, ThrowHelper.Format($"There are {labels.Length} labels for {rows} rows."));
+        }
+
+        ReadOnlySpan<int> ids = labels.Ids.Span;
+        for (int r = 0; r < ids.Length; r++)
+        {
+            if (ids[r] != labels.IgnoreIndex && (uint)ids[r] >= (uint)vocabularySize)
+            {
+                ThrowHelper.OutOfRange(paramName, ids[r], ThrowHelper.Format($"The label of row {r} is {ids[r]}: labels must lie in [0, {vocabularySize}) or equal the ignore index {labels.IgnoreIndex}."));
+            }
+        }
+    }
+
+    public static void Output(Span<float> output, int expected, string paramName, ReadOnlySpan<float> teacher, ReadOnlySpan<float> student, string what)
+    {
+        if (output.Length != expected)
+        {
+            ThrowHelper.Argument(paramName, ThrowHelper.Format($"The {what} buffer has {output.Length} entries; it must have exactly {expected}."));
+        }
+
+        if (output.Overlaps(teacher) || output.Overlaps(student))
+        {
+            ThrowHelper.Argument(paramName, ThrowHelper.Format($"The {what} buffer overlaps an input buffer; inputs are never overwritten, so give it its own memory."));
+        }
+    }
+
+    public static void RowLosses(Span<float> rowLosses, Reduction reduction, int rows, Span<float> gradient, ReadOnlySpan<float> teacher, ReadOnlySpan<float> student, string paramName)
+    {
+        if (reduction.Kind == ReductionKind.None && rowLosses.Length != rows)
+        {
+            ThrowHelper.Argument(paramName, ThrowHelper.Format($"Reduction.None writes one value per row: the row-loss buffer must have {rows} entries, not {rowLosses.Length}."));
+        }
+
+        if (!rowLosses.IsEmpty)
+        {
+            Output(rowLosses, rows, paramName, teacher, student, "row-loss");
+            if (rowLosses.Overlaps(gradient))
+            {
+                ThrowHelper.Argument(paramName, "The row-loss buffer overlaps the gradient buffer.");
+            }
+        }
+    }
+
+    public static void Layouts(SequenceLayout? teacherLayout, SequenceLayout? studentLayout, string paramName)
+    {
+        if (teacherLayout is null || studentLayout is null || ReferenceEquals(teacherLayout, studentLayout))
+        {
+            return;
+        }
+
+        if (!teacherLayout.Offsets.SequenceEqual(studentLayout.Offsets) || !teacherLayout.Mask.Span.SequenceEqual(studentLayout.Mask.Span))
+        {
+            ThrowHelper.Argument(paramName, "The teacher and student have different sequence layouts; give both the same layout (or one of them none).");
+        }
+    }
+
+    /// <summary>The exception for a row a kernel rejected, with the column of the offending value where there is one.</summary>
+    public static ArgumentException RowFailure(RowFailure failure, ReadOnlySpan<float> teacher, DistributionKind teacherKind, ReadOnlySpan<float> student, int vocabularySize, string teacherName, string studentName)
+    {
+        int r = failure.Row;
+        bool isTeacher = failure.Status is RowStatus.TeacherInvalidValue or RowStatus.TeacherNoMass or RowStatus.TeacherBadSum;
+        ReadOnlySpan<float> row = (isTeacher ? teacher : student).Slice(r * vocabularySize, vocabularySize);
+        DistributionKind kind = isTeacher ? teacherKind : DistributionKind.Logits;
+        string name = isTeacher ? teacherName : studentName;
+        string side = isTeacher ? "teacher" : "student";
+        string values = kind == DistributionKind.Probabilities ? "probabilities" : kind == DistributionKind.LogProbabilities ? "log-probabilities" : "logits";
+        switch (failure.Status)
+        {
+            case RowStatus.TeacherInvalidValue or RowStatus.StudentInvalidValue:
+                for (int j = 0; j < row.Length; j++)
+                {
+                    float v = row[j];
+                    string? what = float.IsNaN(v) ? "NaN" : float.IsPositiveInfinity(v) ? "+∞"
+                        : kind == DistributionKind.Probabilities && v < 0 ? ThrowHelper.Format($"negative ({v})") : null;
+                    if (what is not null)
+                    {
+                        return new ArgumentException(ThrowHelper.Format($"The {side} {values} at row {r}, column {j} is {what}; NaN and +∞ are not valid (use −∞ for an impossible token)."), name);
+                    }
+                }
+
+                return new ArgumentException(ThrowHelper.Format($"The {side} {values} of row {r} sum to +∞."), name);
+            case RowStatus.TeacherNoMass or RowStatus.StudentNoMass:
+                return new ArgumentException(ThrowHelper.Format($"The {side} row {r} has no possible token: every value is {(kind == DistributionKind.Probabilities ? "0" : "−∞")}."), name);
+            default:
+                double sum = 0;
+                foreach (float v in row)
+                {
+                    sum += v;
+                }
+
+                return new ArgumentException(ThrowHelper.Format($"The {side} probabilities of row {r} sum to {sum:R}, not 1 (tolerance {TeacherDistribution.ProbabilitySumTolerance})."), name);
+        }
+    }
+}

@@ -1,0 +1,21 @@
+namespace Distillation.Kernels.Divergences;
+
+/// <summary>Forward KL(P_t ‖ P_s) = Σ p (log p − log q); q·∂L/∂q = −p, so dL/ds = (q − p)/T.</summary>
+internal readonly struct ForwardKLOp : IDivergenceOp
+{
+    public static bool IsDivergence => true;
+
+    public double Element(double p, double q, double logP, double logQ, out double qg)
+    {
+        qg = -p;
+        return p > 0 ? p * (logP - logQ) : 0;
+    }
+
+    public TV Element<TS, TV>(TV p, TV q, TV logP, TV logQ, out TV qg)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        qg = TS.Subtract(TS.Zero, p);
+        return TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(p, TS.Subtract(logP, logQ)), TS.Zero);
+    }
+}

@@ -1,0 +1,32 @@
+namespace Distillation.Kernels.Divergences;
+
+/// <summary>
+/// Generalized JSD(β) for β in (0, 1) (GKD): m = β p + (1 − β) q, L = β KL(p ‖ m) + (1 − β) KL(q ‖ m);
+/// ∂L/∂q = (1 − β)(log q − log m), so dL/ds = (1 − β) q ⊙ (log(q/m) − KL(q ‖ m))/T. The ends β = 0 and β = 1
+/// are forward and reverse KL and are dispatched to those ops.
+/// </summary>
+internal readonly struct GeneralizedJsdOp(double beta) : IDivergenceOp
+{
+    private readonly double _beta = beta;
+    private readonly double _logBeta = System.Math.Log(beta);
+    private readonly double _logOneMinusBeta = System.Math.Log(1 - beta);
+
+    public static bool IsDivergence => true;
+
+    public double Element(double p, double q, double logP, double logQ, out double qg)
+    {
+        double logM = OpMath.LogAddExp(_logBeta + logP, _logOneMinusBeta + logQ);
+        qg = q > 0 ? (1 - _beta) * q * (logQ - logM) : 0;
+        return (p > 0 ? _beta * p * (logP - logM) : 0) + qg;
+    }
+
+    public TV Element<TS, TV>(TV p, TV q, TV logP, TV logQ, out TV qg)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        TV logM = OpMath.LogMixture<TS, TV>(p, q, (float)_beta);
+        qg = TS.Select(TS.GreaterThan(q, TS.Zero), TS.Multiply(TS.Multiply(TS.Splat((float)(1 - _beta)), q), TS.Subtract(logQ, logM)), TS.Zero);
+        TV fromTeacher = TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(TS.Multiply(TS.Splat((float)_beta), p), TS.Subtract(logP, logM)), TS.Zero);
+        return TS.Add(fromTeacher, qg);
+    }
+}

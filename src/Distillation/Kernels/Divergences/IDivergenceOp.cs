@@ -1,0 +1,56 @@
+using System.Runtime.Intrinsics;
+
+namespace Distillation.Kernels.Divergences;
+
+/// <summary>
+/// The row math of one divergence: its per-element term and q_j · ∂L/∂q_j, from which the shared drivers build
+/// the value L = Σ_j term_j and the gradient dL/ds_j = (1/T) · (qg_j − q_j · Σ_k qg_k).
+/// </summary>
+/// <remarks>
+/// Each implementation has a double-precision scalar form (the reference) and a vector form (the fused kernels);
+/// both receive p, q (probabilities) and log p, log q of the softened distributions. They must return an exact
+/// 0 for a term whose weight (p or q) is 0, never 0 · ∞ = NaN.
+/// </remarks>
+internal interface IDivergenceOp
+{
+    /// <summary>Whether the value is a divergence (≥ 0, so rounding below 0 is clamped to 0).</summary>
+    static abstract bool IsDivergence { get; }
+
+    /// <summary>The scalar reference: term_j and qg_j = q_j ∂L/∂q_j in double precision.</summary>
+    double Element(double p, double q, double logP, double logQ, out double qg);
+
+    /// <summary>The vector form: term_j for each lane, and qg_j in <paramref name="qg"/>.</summary>
+    TV Element<TS, TV>(TV p, TV q, TV logP, TV logQ, out TV qg)
+        where TS : ISimd<TV>
+        where TV : struct;
+}
+
+/// <summary>Small helpers shared by the divergence ops.</summary>
+internal static class OpMath
+{
+    /// <summary>The smallest normal float: mixtures are floored here so that a log never sees an underflowed 0.</summary>
+    public const float MixtureFloor = 1.17549435e-38f;
+
+    /// <summary>log(e^a + e^b), exact at −∞ (used by the reference to build mixtures in log space).</summary>
+    public static double LogAddExp(double a, double b)
+    {
+        if (double.IsNegativeInfinity(a))
+        {
+            return b;
+        }
+
+        if (double.IsNegativeInfinity(b))
+        {
+            return a;
+        }
+
+        double m = System.Math.Max(a, b);
+        return m + System.Math.Log(1 + System.Math.Exp(-System.Math.Abs(a - b)));
+    }
+
+    /// <summary>Log of the mixture w·x + (1 − w)·y, floored at <see cref="MixtureFloor"/>.</summary>
+    public static TV LogMixture<TS, TV>(TV x, TV y, float w)
+        where TS : ISimd<TV>
+        where TV : struct =>
+        TS.Log(TS.Max(TS.MultiplyAdd(TS.Splat(w), TS.Subtract(x, y), y), TS.Splat(MixtureFloor)));
+}

@@ -1,0 +1,31 @@
+namespace Distillation.Kernels.Divergences;
+
+/// <summary>
+/// Skew KL(α) for α in (0, 1) (DistiLLM): r = α p + (1 − α) q, L = KL(p ‖ r) = Σ p (log p − log r);
+/// ∂L/∂q = −(1 − α) p / r, so q·g = −(1 − α) p q / r. α = 0 is forward KL and is dispatched to that op.
+/// </summary>
+internal readonly struct SkewKLOp(double alpha) : IDivergenceOp
+{
+    private readonly double _alpha = alpha;
+    private readonly double _logAlpha = System.Math.Log(alpha);
+    private readonly double _logOneMinusAlpha = System.Math.Log(1 - alpha);
+
+    public static bool IsDivergence => true;
+
+    public double Element(double p, double q, double logP, double logQ, out double qg)
+    {
+        double logR = OpMath.LogAddExp(_logAlpha + logP, _logOneMinusAlpha + logQ);
+        qg = p > 0 && q > 0 ? -(1 - _alpha) * p * q / System.Math.Exp(logR) : 0;
+        return p > 0 ? p * (logP - logR) : 0;
+    }
+
+    public TV Element<TS, TV>(TV p, TV q, TV logP, TV logQ, out TV qg)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        TV r = TS.Max(TS.MultiplyAdd(TS.Splat((float)_alpha), TS.Subtract(p, q), q), TS.Splat(OpMath.MixtureFloor));
+        // p·q/r computed as p·(q/r): q/r ≤ 1/(1 − α), so nothing overflows.
+        qg = TS.Multiply(TS.Splat((float)-(1 - _alpha)), TS.Multiply(p, TS.Divide(q, r)));
+        return TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(p, TS.Subtract(logP, TS.Log(r))), TS.Zero);
+    }
+}

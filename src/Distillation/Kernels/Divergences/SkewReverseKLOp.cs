@@ -1,0 +1,41 @@
+namespace Distillation.Kernels.Divergences;
+
+/// <summary>
+/// Skew reverse KL(α) for α in (0, 1) (DistiLLM): r = α q + (1 − α) p, L = KL(q ‖ r) = Σ q (log q − log r);
+/// ∂L/∂q = log q − log r + 1 − α q / r, so q·g = term + q − α q²/r. α = 0 is reverse KL and is dispatched to that op.
+/// </summary>
+internal readonly struct SkewReverseKLOp(double alpha) : IDivergenceOp
+{
+    private readonly double _alpha = alpha;
+    private readonly double _logAlpha = System.Math.Log(alpha);
+    private readonly double _logOneMinusAlpha = System.Math.Log(1 - alpha);
+
+    public static bool IsDivergence => true;
+
+    public double Element(double p, double q, double logP, double logQ, out double qg)
+    {
+        if (q <= 0)
+        {
+            qg = 0;
+            return 0;
+        }
+
+        double logR = OpMath.LogAddExp(_logAlpha + logQ, _logOneMinusAlpha + logP);
+        double term = q * (logQ - logR);
+        qg = term + q - (_alpha * q * q / System.Math.Exp(logR));
+        return term;
+    }
+
+    public TV Element<TS, TV>(TV p, TV q, TV logP, TV logQ, out TV qg)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        TV r = TS.Max(TS.MultiplyAdd(TS.Splat((float)_alpha), TS.Subtract(q, p), p), TS.Splat(OpMath.MixtureFloor));
+        TV positive = TS.GreaterThan(q, TS.Zero);
+        TV term = TS.Select(positive, TS.Multiply(q, TS.Subtract(logQ, TS.Log(r))), TS.Zero);
+        // q²/r computed as q·(q/r): q/r ≤ 1/α, so nothing overflows.
+        TV correction = TS.Multiply(TS.Splat((float)_alpha), TS.Multiply(q, TS.Divide(q, r)));
+        qg = TS.Select(positive, TS.Subtract(TS.Add(term, q), correction), TS.Zero);
+        return term;
+    }
+}

@@ -1,0 +1,302 @@
+using System;
+using System.Runtime.CompilerServices;
+using Distillation.Kernels.Divergences;
+
+namespace Distillation.Kernels;
+
+/// <summary>
+/// The vectorized row kernels, written once over <see cref="ISimd{TV}"/> and specialised by the JIT per width.
+/// A row of n ≥ <c>TS.Count</c> values is processed in full vectors plus one overlapping last vector whose lanes
+/// already seen are masked out (no scalar tail). Each input element is read from memory once and costs exactly one
+/// exp per distribution; the later passes of a row run over data the first pass left in cache and in the per-thread
+/// scratch rows.
+/// </summary>
+/// <remarks>
+/// Replaces the unfused chain softmax(t/T), log_softmax(s/T), the divergence's elementwise terms, a sum, and autograd's
+/// backward through the softmax. Partial sums are kept in float lanes for at most <see cref="FlushEvery"/> vectors and
+/// then added in double.
+/// </remarks>
+internal static unsafe class FusedKernels
+{
+    /// <summary>Vectors accumulated in float before a partial sum is added in double.</summary>
+    private const int FlushEvery = 64;
+
+    /// <summary>
+    /// One divergence row. Scratch: <paramref name="expT"/> and <paramref name="expS"/> hold n floats each, and
+    /// <paramref name="logT"/> n floats when the teacher is given as probabilities.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static RowStatus DivergenceRow<TS, TV, TOp>(in TOp op, float* teacher, DistributionKind teacherKind, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* logT, out double value)
+        where TS : ISimd<TV>
+        where TV : struct
+        where TOp : struct, IDivergenceOp
+    {
+        value = 0;
+        if (teacherKind == DistributionKind.Probabilities)
+        {
+            RowStatus probabilityStatus = LogOfProbabilities<TS, TV>(teacher, n, logT);
+            if (probabilityStatus != RowStatus.Ok)
+            {
+                return probabilityStatus;
+            }
+
+            teacher = logT;
+        }
+
+        float maxT = MaxOf<TS, TV>(teacher, n), maxS = MaxOf<TS, TV>(student, n);
+        RowStatus status = CheckMax(maxT, isTeacher: true);
+        if (status == RowStatus.Ok)
+        {
+            status = CheckMax(maxS, isTeacher: false);
+        }
+
+        if (status != RowStatus.Ok)
+        {
+            return status;
+        }
+
+        double sumT = ExpAndSum<TS, TV>(teacher, n, maxT, invT, expT);
+        double sumS = ExpAndSum<TS, TV>(student, n, maxS, invT, expS);
+        if (!double.IsFinite(sumT))
+        {
+            return RowStatus.TeacherInvalidValue;
+        }
+
+        if (!double.IsFinite(sumS))
+        {
+            return RowStatus.StudentInvalidValue;
+        }
+
+        // log p_j = (t_j − max_t)/T − log Z_t and p_j = e_t,j / Z_t; likewise for the student.
+        float logZT = (float)Math.Log(sumT), logZS = (float)Math.Log(sumS);
+        float invZT = (float)(1 / sumT), invZS = (float)(1 / sumS);
+        TV vInvT = TS.Splat(invT), vMaxT = TS.Splat(maxT), vMaxS = TS.Splat(maxS);
+        TV vLogZT = TS.Splat(logZT), vLogZS = TS.Splat(logZS), vInvZT = TS.Splat(invZT), vInvZS = TS.Splat(invZS);
+
+        double loss = 0, sumQg = 0;
+        TV accLoss = TS.Zero, accQg = TS.Zero;
+        int w = TS.Count, block = 0;
+        for (int i = 0; i < n; i += w)
+        {
+            int at = Math.Min(i, n - w);
+            TV keep = TS.TailMask(Math.Min(w, n - i));
+            TV logP = TS.Subtract(TS.Multiply(TS.Subtract(TS.Load(teacher + at), vMaxT), vInvT), vLogZT);
+            TV logQ = TS.Subtract(TS.Multiply(TS.Subtract(TS.Load(student + at), vMaxS), vInvT), vLogZS);
+            TV p = TS.Multiply(TS.Load(expT + at), vInvZT);
+            TV q = TS.Multiply(TS.Load(expS + at), vInvZS);
+            TV term = op.Element<TS, TV>(p, q, logP, logQ, out TV qg);
+            accLoss = TS.Add(accLoss, TS.Select(keep, term, TS.Zero));
+            accQg = TS.Add(accQg, TS.Select(keep, qg, TS.Zero));
+            if (gradient != null)
+            {
+                TS.Store(qg, gradient + at);
+            }
+
+            if (++block == FlushEvery)
+            {
+                loss += TS.SumAcross(accLoss);
+                sumQg += TS.SumAcross(accQg);
+                accLoss = accQg = TS.Zero;
+                block = 0;
+            }
+        }
+
+        loss += TS.SumAcross(accLoss);
+        sumQg += TS.SumAcross(accQg);
+        value = TOp.IsDivergence ? Math.Max(loss, 0) : loss;
+        if (gradient == null)
+        {
+            return RowStatus.Ok;
+        }
+
+        if (double.IsPositiveInfinity(loss))
+        {
+            // An infinite row keeps the finite forward-KL gradient coef · (q − p).
+            Rescale<TS, TV>(expS, coef * invZS, expT, -coef * invZT, gradient, n);
+        }
+        else
+        {
+            // gradient = coef · qg − coef · Σqg · q, with qg stored in the gradient buffer by the pass above.
+            Rescale<TS, TV>(gradient, coef, expS, (float)(-coef * sumQg * invZS), gradient, n);
+        }
+
+        return RowStatus.Ok;
+    }
+
+    /// <summary>
+    /// One row of the hard-label loss at T = 1: L = (1 − ε)(lse − s_y) + ε (lse − mean_j s_j),
+    /// dL/ds = coef · (softmax(s) − (1 − ε) onehot(y) − ε/V). Scratch: <paramref name="expS"/> of n floats.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static RowStatus LanguageModelRow<TS, TV>(float* student, int n, int label, float smoothing, float* gradient, float coef, float* expS, out double value)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        value = 0;
+        float max = MaxOf<TS, TV>(student, n);
+        RowStatus status = CheckMax(max, isTeacher: false);
+        if (status != RowStatus.Ok)
+        {
+            return status;
+        }
+
+        double sum = ExpAndSum<TS, TV>(student, n, max, 1f, expS);
+        if (!double.IsFinite(sum))
+        {
+            return RowStatus.StudentInvalidValue;
+        }
+
+        double lse = max + Math.Log(sum);
+        double labelTerm = smoothing < 1 ? (1 - smoothing) * (lse - student[label]) : 0;
+        value = labelTerm + (smoothing > 0 ? smoothing * (lse - (SumOf<TS, TV>(student, n) / n)) : 0);
+        if (gradient == null)
+        {
+            return RowStatus.Ok;
+        }
+
+        float invZ = (float)(1 / sum);
+        Rescale<TS, TV>(expS, coef * invZ, expS, 0f, gradient, n, -coef * smoothing / n);
+        gradient[label] -= coef * (1 - smoothing);
+        return RowStatus.Ok;
+    }
+
+    private static RowStatus CheckMax(float max, bool isTeacher) =>
+        float.IsNaN(max) || float.IsPositiveInfinity(max) ? (isTeacher ? RowStatus.TeacherInvalidValue : RowStatus.StudentInvalidValue)
+        : float.IsNegativeInfinity(max) ? (isTeacher ? RowStatus.TeacherNoMass : RowStatus.StudentNoMass)
+        : RowStatus.Ok;
+
+    /// <summary>max_j x_j, NaN if any x_j is NaN. The overlapping last vector needs no mask for a max.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float MaxOf<TS, TV>(float* x, int n)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        int w = TS.Count;
+        TV m0 = TS.Load(x), m1 = TS.Load(x + n - w);
+        int i = w;
+        for (; i + (2 * w) <= n; i += 2 * w)
+        {
+            m0 = TS.Max(m0, TS.Load(x + i));
+            m1 = TS.Max(m1, TS.Load(x + i + w));
+        }
+
+        for (; i < n; i += w)
+        {
+            m0 = TS.Max(m0, TS.Load(x + Math.Min(i, n - w)));
+        }
+
+        return TS.MaxAcross(TS.Max(m0, m1));
+    }
+
+    /// <summary>Σ_j x_j in double (used by label smoothing; −∞ entries make it −∞).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static double SumOf<TS, TV>(float* x, int n)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        double total = 0;
+        TV acc = TS.Zero;
+        int w = TS.Count, block = 0;
+        for (int i = 0; i < n; i += w)
+        {
+            int at = Math.Min(i, n - w);
+            acc = TS.Add(acc, TS.Select(TS.TailMask(Math.Min(w, n - i)), TS.Load(x + at), TS.Zero));
+            if (++block == FlushEvery)
+            {
+                total += TS.SumAcross(acc);
+                acc = TS.Zero;
+                block = 0;
+            }
+        }
+
+        return total + TS.SumAcross(acc);
+    }
+
+    /// <summary>e_j = exp((x_j − max) · invT) stored in <paramref name="exps"/>; returns Σ_j e_j in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static double ExpAndSum<TS, TV>(float* x, int n, float max, float invT, float* exps)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        TV vMax = TS.Splat(max), vInvT = TS.Splat(invT);
+        double total = 0;
+        TV acc = TS.Zero;
+        int w = TS.Count, block = 0;
+        for (int i = 0; i < n; i += w)
+        {
+            int at = Math.Min(i, n - w);
+            TV e = TS.Exp(TS.Multiply(TS.Subtract(TS.Load(x + at), vMax), vInvT));
+            TS.Store(e, exps + at);
+            acc = TS.Add(acc, TS.Select(TS.TailMask(Math.Min(w, n - i)), e, TS.Zero));
+            if (++block == FlushEvery)
+            {
+                total += TS.SumAcross(acc);
+                acc = TS.Zero;
+                block = 0;
+            }
+        }
+
+        return total + TS.SumAcross(acc);
+    }
+
+    /// <summary>
+    /// Validates probabilities (≥ 0, finite, Σ within tolerance of 1) and writes log p_j to <paramref name="logs"/>.
+    /// </summary>
+    private static RowStatus LogOfProbabilities<TS, TV>(float* p, int n, float* logs)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        // max(−p) > 0 finds a negative entry and propagates NaN; the sum finds +∞.
+        TV negMax = TS.Splat(float.NegativeInfinity);
+        double total = 0;
+        TV acc = TS.Zero;
+        int w = TS.Count, block = 0;
+        for (int i = 0; i < n; i += w)
+        {
+            int at = Math.Min(i, n - w);
+            TV v = TS.Load(p + at);
+            negMax = TS.Max(negMax, TS.Subtract(TS.Zero, v));
+            acc = TS.Add(acc, TS.Select(TS.TailMask(Math.Min(w, n - i)), v, TS.Zero));
+            TS.Store(TS.Log(v), logs + at);
+            if (++block == FlushEvery)
+            {
+                total += TS.SumAcross(acc);
+                acc = TS.Zero;
+                block = 0;
+            }
+        }
+
+        total += TS.SumAcross(acc);
+        float mostNegative = TS.MaxAcross(negMax);
+        if (float.IsNaN(mostNegative) || mostNegative > 0 || !double.IsFinite(total))
+        {
+            return RowStatus.TeacherInvalidValue;
+        }
+
+        return Math.Abs(total - 1) > TeacherDistribution.ProbabilitySumTolerance ? RowStatus.TeacherBadSum : RowStatus.Ok;
+    }
+
+    /// <summary>
+    /// destination_j = a_j · ca + b_j · cb + c. The overlapping last vector keeps the lanes already written, so
+    /// <paramref name="destination"/> may be <paramref name="a"/> itself.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Rescale<TS, TV>(float* a, float ca, float* b, float cb, float* destination, int n, float c = 0f)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        TV vA = TS.Splat(ca), vB = TS.Splat(cb), vC = TS.Splat(c);
+        int w = TS.Count, i = 0;
+        for (; i + w <= n; i += w)
+        {
+            TS.Store(TS.MultiplyAdd(TS.Load(a + i), vA, TS.MultiplyAdd(TS.Load(b + i), vB, vC)), destination + i);
+        }
+
+        if (i < n)
+        {
+            int at = n - w;
+            TV fresh = TS.MultiplyAdd(TS.Load(a + at), vA, TS.MultiplyAdd(TS.Load(b + at), vB, vC));
+            TS.Store(TS.Select(TS.TailMask(n - i), fresh, TS.Load(destination + at)), destination + at);
+        }
+    }
+}

@@ -1,0 +1,192 @@
+using System;
+using System.Buffers;
+using System.Threading.Tasks;
+
+namespace Distillation.Kernels;
+
+/// <summary>Which rows of a batch are real, and how they group into sequences.</summary>
+internal readonly ref struct RowSelection(int rows, ReadOnlySpan<bool> mask, ReadOnlySpan<int> labels, int ignoreIndex, SequenceLayout? layout)
+{
+    public readonly int Rows = rows;
+    public readonly ReadOnlySpan<bool> Mask = mask;
+    public readonly ReadOnlySpan<int> Labels = labels;
+    public readonly int IgnoreIndex = ignoreIndex;
+    public readonly SequenceLayout? Layout = layout;
+
+    public bool IsReal(int row) => (Mask.IsEmpty || Mask[row]) && (Labels.IsEmpty || Labels[row] != IgnoreIndex);
+}
+
+/// <summary>
+/// The one driver every loss runs through: masks and ignored labels, reductions, the T² factor, threading over
+/// rows and error reporting. A loss supplies only its <see cref="IRowKernel"/>.
+/// </summary>
+/// <remarks>
+/// Rows are split into contiguous ranges, one per thread; each row's value lands in its own slot and the slots
+/// are summed in row order afterwards, so the result does not depend on the thread count.
+/// </remarks>
+internal static unsafe class LossDriver
+{
+    /// <summary>Below this many elements per thread a call stays on the calling thread.</summary>
+    internal const int MinElementsPerThread = 1 << 16;
+
+    /// <summary>Runs <paramref name="kernel"/> over every real row.</summary>
+    /// <param name="kernel">The row math.</param>
+    /// <param name="vocabularySize">Columns per row.</param>
+    /// <param name="selection">Which rows are real, and the sequences.</param>
+    /// <param name="gradient">rows × V gradient buffer, or empty for value only.</param>
+    /// <param name="rowLosses">Per-row values (empty unless wanted).</param>
+    /// <param name="reduction">The reduction.</param>
+    /// <param name="valueScale">The factor on value and gradient (T² or 1).</param>
+    /// <param name="maxThreads">The most threads to use.</param>
+    /// <param name="failure">The lowest row a kernel rejected, if any; the caller turns it into an exception.</param>
+    /// <returns>The result; meaningless when <paramref name="failure"/> is not <see cref="RowStatus.Ok"/>.</returns>
+    public static LossResult Run<TKernel>(in TKernel kernel, int vocabularySize, in RowSelection selection, Span<float> gradient, Span<float> rowLosses, Reduction reduction, double valueScale, int maxThreads, out RowFailure failure)
+        where TKernel : struct, IRowKernel
+    {
+        int rows = selection.Rows;
+        int tokens = 0, sequences = 0;
+        if (selection.Layout is { } layout)
+        {
+            ReadOnlySpan<int> offsets = layout.Offsets;
+            for (int b = 0; b + 1 < offsets.Length; b++)
+            {
+                int before = tokens;
+                for (int r = offsets[b]; r < offsets[b + 1]; r++)
+                {
+                    tokens += selection.IsReal(r) ? 1 : 0;
+                }
+
+                sequences += tokens > before ? 1 : 0;
+            }
+        }
+        else
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                tokens += selection.IsReal(r) ? 1 : 0;
+            }
+
+            sequences = tokens;
+        }
+
+        double divisor = reduction.Kind switch
+        {
+            ReductionKind.MeanOverTokens => Math.Max(tokens, 1),
+            ReductionKind.MeanOverSequences => Math.Max(sequences, 1),
+            ReductionKind.SumDividedBy => reduction.Divisor,
+            _ => 1,
+        };
+
+        double[] values = ArrayPool<double>.Shared.Rent(Math.Max(rows, 1));
+        byte[] real = ArrayPool<byte>.Shared.Rent(Math.Max(rows, 1));
+        try
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                real[r] = selection.IsReal(r) ? (byte)1 : (byte)0;
+            }
+
+            float scale = (float)(valueScale / divisor);
+            long elements = (long)rows * vocabularySize;
+            int threads = (int)Math.Clamp(Math.Min(elements / MinElementsPerThread, rows), 1, Math.Max(maxThreads, 1));
+            fixed (float* g = gradient)
+            {
+                var work = new RangeWork<TKernel>(kernel, vocabularySize, gradient.IsEmpty ? null : g, scale, values, real);
+                failure = threads == 1 ? work.Process(0, rows) : work.ProcessParallel(rows, threads);
+            }
+
+            if (failure.Status != RowStatus.Ok)
+            {
+                return default;
+            }
+
+            double sum = 0;
+            for (int r = 0; r < rows; r++)
+            {
+                sum += values[r];
+            }
+
+            sum *= valueScale;
+            if (!rowLosses.IsEmpty)
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    rowLosses[r] = (float)(values[r] * valueScale);
+                }
+            }
+
+            double value = reduction.Kind is ReductionKind.None or ReductionKind.Sum ? sum : tokens == 0 ? 0 : sum / divisor;
+            return new LossResult(value, sum, tokens, sequences);
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(values);
+            ArrayPool<byte>.Shared.Return(real);
+        }
+    }
+
+    /// <summary>The state one call shares between its threads.</summary>
+    private readonly struct RangeWork<TKernel>(TKernel kernel, int vocabularySize, float* gradient, float scale, double[] values, byte[] real)
+        where TKernel : struct, IRowKernel
+    {
+        public RowFailure ProcessParallel(int rows, int threads)
+        {
+            var failures = new RowFailure[threads];
+            RangeWork<TKernel> self = this;
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, k =>
+            {
+                failures[k] = self.Process((int)((long)rows * k / threads), (int)((long)rows * (k + 1) / threads));
+            });
+
+            foreach (RowFailure f in failures)
+            {
+                if (f.Status != RowStatus.Ok)
+                {
+                    return f;
+                }
+            }
+
+            return default;
+        }
+
+        public RowFailure Process(int first, int end)
+        {
+            float[] scratch = ArrayPool<float>.Shared.Rent(Math.Max(kernel.ScratchFloats(vocabularySize), 1));
+            try
+            {
+                fixed (float* s = scratch)
+                {
+                    for (int r = first; r < end; r++)
+                    {
+                        float* g = gradient == null ? null : gradient + ((nint)r * vocabularySize);
+                        if (real[r] == 0)
+                        {
+                            values[r] = 0;
+                            if (g != null)
+                            {
+                                new Span<float>(g, vocabularySize).Clear();
+                            }
+
+                            continue;
+                        }
+
+                        RowStatus status = kernel.Row(r, g, scale, s, out values[r]);
+                        if (status != RowStatus.Ok)
+                        {
+                            return new RowFailure(r, status);
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(scratch);
+            }
+
+            return default;
+        }
+    }
+}
+
+/// <summary>The first row a kernel rejected (or <see cref="RowStatus.Ok"/>).</summary>
+internal readonly record struct RowFailure(int Row, RowStatus Status);

@@ -1,0 +1,140 @@
+using System;
+using Distillation.Kernels.Divergences;
+
+namespace Distillation.Kernels;
+
+/// <summary>
+/// The scalar reference: each row computed as the formula reads, in double precision. It is the source of truth
+/// the fused kernels are tested against, and the path for rows too short for a vector.
+/// </summary>
+internal static unsafe class ReferenceKernels
+{
+    /// <summary>
+    /// One row of a divergence: L = Σ_j term(p_j, q_j), dL/ds_j = coef · (qg_j − q_j Σ_k qg_k) with coef = scale/T;
+    /// where L = +∞ the gradient is coef · (q − p).
+    /// </summary>
+    public static RowStatus DivergenceRow<TOp>(in TOp op, float* teacher, DistributionKind teacherKind, float* student, int n, double invT, float* gradient, double coef, out double value)
+        where TOp : struct, IDivergenceOp
+    {
+        value = 0;
+        RowStatus status = LogNormalizer(teacher, teacherKind, n, invT, isTeacher: true, out double lseT);
+        if (status != RowStatus.Ok)
+        {
+            return status;
+        }
+
+        status = LogNormalizer(student, DistributionKind.Logits, n, invT, isTeacher: false, out double lseS);
+        if (status != RowStatus.Ok)
+        {
+            return status;
+        }
+
+        double loss = 0, sumQg = 0;
+        for (int j = 0; j < n; j++)
+        {
+            double logP = Softened(teacher[j], teacherKind, invT) - lseT;
+            double logQ = (student[j] * invT) - lseS;
+            loss += op.Element(Math.Exp(logP), Math.Exp(logQ), logP, logQ, out double qg);
+            sumQg += qg;
+        }
+
+        value = TOp.IsDivergence ? Math.Max(loss, 0) : loss;
+        if (gradient == null)
+        {
+            return RowStatus.Ok;
+        }
+
+        bool infinite = double.IsPositiveInfinity(loss);
+        for (int j = 0; j < n; j++)
+        {
+            double logP = Softened(teacher[j], teacherKind, invT) - lseT;
+            double logQ = (student[j] * invT) - lseS;
+            double p = Math.Exp(logP), q = Math.Exp(logQ);
+            op.Element(p, q, logP, logQ, out double qg);
+            gradient[j] = (float)(coef * (infinite ? q - p : qg - (q * sumQg)));
+        }
+
+        return RowStatus.Ok;
+    }
+
+    /// <summary>
+    /// One row of the hard-label loss at T = 1 with label smoothing ε: the target is (1 − ε)·onehot(y) + ε/V,
+    /// L = −Σ target_j log q_j, dL/ds = coef · (q − target).
+    /// </summary>
+    public static RowStatus LanguageModelRow(float* student, int n, int label, double smoothing, float* gradient, double coef, out double value)
+    {
+        value = 0;
+        RowStatus status = LogNormalizer(student, DistributionKind.Logits, n, 1.0, isTeacher: false, out double lse);
+        if (status != RowStatus.Ok)
+        {
+            return status;
+        }
+
+        double sumLogQ = 0;
+        if (smoothing > 0)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                sumLogQ += student[j] - lse;
+            }
+        }
+
+        // With ε = 1 the label carries no weight: skip its term so that a −∞ label logit never gives 0 · ∞.
+        double labelTerm = smoothing < 1 ? (1 - smoothing) * (lse - student[label]) : 0;
+        value = labelTerm - (smoothing / n * sumLogQ);
+        if (gradient == null)
+        {
+            return RowStatus.Ok;
+        }
+
+        for (int j = 0; j < n; j++)
+        {
+            double target = (smoothing / n) + (j == label ? 1 - smoothing : 0);
+            gradient[j] = (float)(coef * (Math.Exp(student[j] - lse) - target));
+        }
+
+        return RowStatus.Ok;
+    }
+
+    /// <summary>z_j = x_j / T for logits and log-probabilities, log(p_j) / T for probabilities.</summary>
+    private static double Softened(float x, DistributionKind kind, double invT) =>
+        (kind == DistributionKind.Probabilities ? Math.Log(x) : x) * invT;
+
+    /// <summary>Validates a row and returns lse = log Σ_j exp(z_j).</summary>
+    private static RowStatus LogNormalizer(float* x, DistributionKind kind, int n, double invT, bool isTeacher, out double lse)
+    {
+        lse = double.NegativeInfinity;
+        RowStatus invalid = isTeacher ? RowStatus.TeacherInvalidValue : RowStatus.StudentInvalidValue;
+        double max = double.NegativeInfinity, sum = 0;
+        for (int j = 0; j < n; j++)
+        {
+            float v = x[j];
+            if (float.IsNaN(v) || float.IsPositiveInfinity(v) || (kind == DistributionKind.Probabilities && v < 0))
+            {
+                return invalid;
+            }
+
+            sum += v;
+            max = Math.Max(max, Softened(v, kind, invT));
+        }
+
+        if (kind == DistributionKind.Probabilities && Math.Abs(sum - 1) > TeacherDistribution.ProbabilitySumTolerance)
+        {
+            return double.IsFinite(sum) ? RowStatus.TeacherBadSum : invalid;
+        }
+
+        if (double.IsNegativeInfinity(max))
+        {
+            return isTeacher ? RowStatus.TeacherNoMass : RowStatus.StudentNoMass;
+        }
+
+        double z = 0;
+        for (int j = 0; j < n; j++)
+        {
+            z += Math.Exp(Softened(x[j], kind, invT) - max);
+        }
+
+        lse = max + Math.Log(z);
+        return RowStatus.Ok;
+    }
+}

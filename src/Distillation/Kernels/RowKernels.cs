@@ -1,0 +1,54 @@
+using System.Runtime.Intrinsics;
+using Distillation.Kernels.Divergences;
+
+namespace Distillation.Kernels;
+
+/// <summary>One row of a loss: the part of the computation that differs between losses. The driver does the rest.</summary>
+internal unsafe interface IRowKernel
+{
+    /// <summary>Scratch floats one thread needs for rows of <paramref name="vocabularySize"/>.</summary>
+    int ScratchFloats(int vocabularySize);
+
+    /// <summary>Computes row <paramref name="row"/>: its value, and its gradient into <paramref name="gradient"/> (when not null) scaled by <paramref name="scale"/>.</summary>
+    RowStatus Row(int row, float* gradient, float scale, float* scratch, out double value);
+}
+
+/// <summary>A divergence between teacher and student rows, on the chosen kernel path.</summary>
+internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher, DistributionKind teacherKind, float* student, int vocabularySize, float temperature, KernelPath path) : IRowKernel
+    where TOp : struct, IDivergenceOp
+{
+    public int ScratchFloats(int vocabularySize) => 3 * vocabularySize;
+
+    public RowStatus Row(int row, float* gradient, float scale, float* scratch, out double value)
+    {
+        int n = vocabularySize;
+        float* t = teacher + ((nint)row * n), s = student + ((nint)row * n);
+        float invT = 1f / temperature;
+        float coef = scale * invT;
+        return KernelPaths.ForRow(path, n) switch
+        {
+            KernelPath.Vector512 => FusedKernels.DivergenceRow<Simd512, Vector512<float>, TOp>(op, t, teacherKind, s, n, invT, gradient, coef, scratch, scratch + n, scratch + (2 * n), out value),
+            KernelPath.Vector256 => FusedKernels.DivergenceRow<Simd256, Vector256<float>, TOp>(op, t, teacherKind, s, n, invT, gradient, coef, scratch, scratch + n, scratch + (2 * n), out value),
+            _ => ReferenceKernels.DivergenceRow(op, t, teacherKind, s, n, 1.0 / temperature, gradient, (double)scale / temperature, out value),
+        };
+    }
+}
+
+/// <summary>The hard-label language-modelling loss on student rows at T = 1.</summary>
+internal readonly unsafe struct LanguageModelRowKernel(float* student, int* labels, int vocabularySize, float labelSmoothing, KernelPath path) : IRowKernel
+{
+    public int ScratchFloats(int vocabularySize) => vocabularySize;
+
+    public RowStatus Row(int row, float* gradient, float scale, float* scratch, out double value)
+    {
+        int n = vocabularySize;
+        float* s = student + ((nint)row * n);
+        int label = labels[row];
+        return KernelPaths.ForRow(path, n) switch
+        {
+            KernelPath.Vector512 => FusedKernels.LanguageModelRow<Simd512, Vector512<float>>(s, n, label, labelSmoothing, gradient, scale, scratch, out value),
+            KernelPath.Vector256 => FusedKernels.LanguageModelRow<Simd256, Vector256<float>>(s, n, label, labelSmoothing, gradient, scale, scratch, out value),
+            _ => ReferenceKernels.LanguageModelRow(s, n, label, labelSmoothing, gradient, scale, out value),
+        };
+    }
+}
