@@ -30,10 +30,21 @@ public class ReferenceValueTests
                     continue;
                 }
 
-                AssertGradientRow(gradient.AsSpan(r * c.Vocab, c.Vocab), expectedGradient.AsSpan(r * c.Vocab, c.Vocab), where);
+                ReadOnlySpan<double> reference = expectedGradient.AsSpan(r * c.Vocab, c.Vocab);
+                if (reference.ToArray().Any(double.IsNaN))
+                {
+                    // Autograd's log-space mixture yields NaN where both sides are −∞ (both_masked_neg_inf), although
+                    // the value is finite and smooth: there the gradient is checked by finite differences instead.
+                    double[] t = Row(c.TeacherLogits, r, c.Vocab), s = Row(c.StudentLogits, r, c.Vocab);
+                    reference = DoubleFormulas.Gradient(x => DoubleFormulas.Row(divergence, t, x, c.Temperature), s);
+                }
+
+                AssertGradientRow(gradient.AsSpan(r * c.Vocab, c.Vocab), reference, where);
             }
         }
     }
+
+    private static double[] Row(float[] x, int r, int vocab) => x.Skip(r * vocab).Take(vocab).Select(v => (double)v).ToArray();
 
     [Theory]
     [MemberData(nameof(CasesAndPaths))]
