@@ -1,0 +1,20 @@
+using System;
+using System.Linq;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Running;
+using Distillation.Benchmarks;
+
+// `dotnet run -c Release --project benchmarks/Distillation.Benchmarks` runs the full matrix;
+// `-- --smoke` runs every benchmark once (no timing), as CI does so the benchmark code never rots.
+bool smoke = args.Contains("--smoke");
+string[] rest = args.Where(a => a != "--smoke").ToArray();
+IConfig config = smoke
+    ? DefaultConfig.Instance.AddJob(Job.Dry.WithId("smoke")).WithOptions(ConfigOptions.DisableOptimizationsValidator)
+    : DefaultConfig.Instance;
+if (smoke)
+{
+    KernelBenchmarks.SmokeSizes = true;
+}
+
+BenchmarkSwitcher.FromAssembly(typeof(KernelBenchmarks).Assembly).Run(rest.Length == 0 ? ["--filter", "*"] : rest, config);
