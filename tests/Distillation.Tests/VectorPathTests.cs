@@ -56,6 +56,51 @@ public class VectorPathTests
         }
     }
 
+    [Theory]
+    [InlineData("teacher-first-chunk-impossible")]
+    [InlineData("student-first-chunk-impossible")]
+    [InlineData("both-first-chunk-impossible")]
+    [InlineData("maxima-in-last-chunk")]
+    [InlineData("maxima-in-first-chunk")]
+    [InlineData("far-apart-chunks")]
+    public void SinglePassKernel_MergesChunksExactly(string shape)
+    {
+        const int vocab = 9000; // four chunks of the single-pass kernel, the last two split evenly
+        var random = new Random(shape.Length);
+        float[] t = TestSupport.RandomLogits(random, 2 * vocab);
+        float[] s = TestSupport.RandomLogits(random, 2 * vocab);
+        for (int j = 0; j < 2048; j++)
+        {
+            switch (shape)
+            {
+                case "teacher-first-chunk-impossible": t[j] = t[vocab + j] = float.NegativeInfinity; break;
+                case "student-first-chunk-impossible": s[j] = float.NegativeInfinity; break;
+                case "both-first-chunk-impossible": t[j] = s[j] = float.NegativeInfinity; break;
+                case "maxima-in-last-chunk": t[vocab - 1 - j] += 30; s[(2 * vocab) - 1 - j] += 25; break;
+                case "maxima-in-first-chunk": t[j] += 30; s[vocab + j] += 25; break;
+                case "far-apart-chunks": t[j] -= 500; s[j] += 400; t[vocab + j] += 300; s[vocab + j] -= 600; break;
+            }
+        }
+
+        foreach (Divergence d in new[] { Divergence.ForwardKL, Divergence.SoftCrossEntropy })
+        {
+            foreach (float temperature in new[] { 0.5f, 1f, 4f })
+            {
+                (float[] expected, float[] expectedGradient, _) = TestSupport.Run(d, temperature, t, s, vocab, KernelPath.Scalar);
+                foreach (KernelPath path in new[] { KernelPath.Vector256, KernelPath.Vector512 })
+                {
+                    (float[] actual, float[] gradient, _) = TestSupport.Run(d, temperature, t, s, vocab, path);
+                    for (int r = 0; r < 2; r++)
+                    {
+                        string where = $"{shape} {d} T={temperature} row {r} {path}";
+                        ReferenceValueTests.AssertValue(actual[r], expected[r], where);
+                        ReferenceValueTests.AssertGradientRow(gradient.AsSpan(r * vocab, vocab), expectedGradient.Skip(r * vocab).Take(vocab).Select(v => (double)v).ToArray(), where);
+                    }
+                }
+            }
+        }
+    }
+
     private static void CompareWithReference(int vocab, int rows, int seed)
     {
         var random = new Random(seed);

@@ -123,6 +123,135 @@ internal static unsafe class FusedKernels
         return RowStatus.Ok;
     }
 
+    /// <summary>Columns per chunk of the single-pass kernel: the chunk's inputs and exponentials stay in L1.</summary>
+    internal const int Chunk = 2048;
+
+    /// <summary>Scratch floats <see cref="TeacherWeightedRow{TS, TV, TOp}"/> needs for its chunk shifts.</summary>
+    public static int ChunkShiftFloats(int n) => 2 * ((n / (Chunk / 2)) + 2);
+
+    /// <summary>
+    /// One row of a teacher-weighted divergence (forward KL, soft CE) in a single pass over memory: per chunk of
+    /// at most <see cref="Chunk"/> columns, the chunk maxima, then e_t = exp((t − max_t)/T) and e_s likewise (stored in
+    /// scratch), Z_t, Z_s, Σ e_t (t − max_t)/T and Σ e_t (s − max_s)/T; the chunks are merged online in double. The value
+    /// follows from E_p[log p] and E_p[log q]; the gradient coef · (q − p) rescales the stored exponentials per chunk.
+    /// </summary>
+    /// <remarks>
+    /// Replaces softmax(t/T), log_softmax(s/T), Σ p (log p − log q) and autograd's backward: one exp per element per
+    /// distribution, no log per element, inputs read once and the gradient written once.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static RowStatus TeacherWeightedRow<TS, TV, TOp>(float* teacher, DistributionKind teacherKind, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* logT, float* shifts, out double value)
+        where TS : ISimd<TV>
+        where TV : struct
+        where TOp : struct, IDivergenceOp
+    {
+        value = 0;
+        if (teacherKind == DistributionKind.Probabilities)
+        {
+            RowStatus probabilityStatus = LogOfProbabilities<TS, TV>(teacher, n, logT);
+            if (probabilityStatus != RowStatus.Ok)
+            {
+                return probabilityStatus;
+            }
+
+            teacher = logT;
+        }
+
+        // Running statistics, relative to the running maxima maxT and maxS (raw logit units):
+        // zT = Σ e^{(t − maxT)/T}, zS likewise, sc = Σ e^{(t − maxT)/T} (t − maxT)/T, sb = Σ e^{(t − maxT)/T} (s − maxS)/T.
+        double maxT = double.NegativeInfinity, maxS = double.NegativeInfinity, zT = 0, zS = 0, sc = 0, sb = 0;
+        int chunks = 0;
+        for (int c0 = 0; c0 < n; chunks++)
+        {
+            int remaining = n - c0;
+            int len = remaining <= Chunk ? remaining : remaining < 2 * Chunk ? remaining / 2 : Chunk;
+            float mt = MaxOf<TS, TV>(teacher + c0, len), ms = MaxOf<TS, TV>(student + c0, len);
+            if (float.IsNaN(mt) || float.IsPositiveInfinity(mt))
+            {
+                return RowStatus.TeacherInvalidValue;
+            }
+
+            if (float.IsNaN(ms) || float.IsPositiveInfinity(ms))
+            {
+                return RowStatus.StudentInvalidValue;
+            }
+
+            // A chunk with no possible token is shifted by 0 so that (−∞ − shift) stays −∞ and its exponentials 0.
+            float shiftT = float.IsNegativeInfinity(mt) ? 0 : mt, shiftS = float.IsNegativeInfinity(ms) ? 0 : ms;
+            shifts[2 * chunks] = mt;
+            shifts[(2 * chunks) + 1] = ms;
+            ChunkSums<TS, TV>(teacher + c0, student + c0, len, shiftT, shiftS, invT, expT + c0, expS + c0, out double cz, out double czs, out double cc, out double cb);
+            if (double.IsNaN(cz))
+            {
+                return RowStatus.TeacherInvalidValue;
+            }
+
+            if (double.IsNaN(czs))
+            {
+                return RowStatus.StudentInvalidValue;
+            }
+
+            if (czs > 0)
+            {
+                // Re-express the student offsets of sb and of this chunk's cb relative to the new student maximum.
+                double newMaxS = Math.Max(maxS, ms);
+                if (zT > 0)
+                {
+                    sb += zT * (maxS - newMaxS) * invT;
+                }
+
+                cb += cz * (ms - newMaxS) * invT;
+                zS = Scaled(Math.Exp((maxS - newMaxS) * invT), zS) + (czs * Math.Exp((ms - newMaxS) * invT));
+                maxS = newMaxS;
+            }
+
+            if (cz > 0)
+            {
+                // Re-weight everything teacher-weighted to the new teacher maximum.
+                double newMaxT = Math.Max(maxT, mt);
+                double keep = Math.Exp((maxT - newMaxT) * invT), add = Math.Exp((mt - newMaxT) * invT);
+                double shifted = zT > 0 ? sc + (zT * (maxT - newMaxT) * invT) : 0;
+                sc = Scaled(keep, shifted) + (add * (cc + (cz * (mt - newMaxT) * invT)));
+                sb = Scaled(keep, sb) + Scaled(add, cb);
+                zT = Scaled(keep, zT) + (add * cz);
+                maxT = newMaxT;
+            }
+
+            c0 += len;
+        }
+
+        if (zT == 0)
+        {
+            return RowStatus.TeacherNoMass;
+        }
+
+        if (zS == 0)
+        {
+            return RowStatus.StudentNoMass;
+        }
+
+        double logZT = Math.Log(zT), logZS = Math.Log(zS);
+        value = TOp.FromExpectations((sc / zT) - logZT, (sb / zT) - logZS);
+        if (gradient == null)
+        {
+            return RowStatus.Ok;
+        }
+
+        int chunk = 0;
+        for (int c0 = 0; c0 < n; chunk++)
+        {
+            int remaining = n - c0;
+            int len = remaining <= Chunk ? remaining : remaining < 2 * Chunk ? remaining / 2 : Chunk;
+            float mt = shifts[2 * chunk], ms = shifts[(2 * chunk) + 1];
+            float ct = float.IsNegativeInfinity(mt) ? 0 : (float)(coef * Math.Exp((mt - maxT) * invT) / zT);
+            float cs = float.IsNegativeInfinity(ms) ? 0 : (float)(coef * Math.Exp((ms - maxS) * invT) / zS);
+            Rescale<TS, TV>(expS + c0, cs, expT + c0, -ct, gradient + c0, len);
+            c0 += len;
+        }
+
+        return RowStatus.Ok;
+    }
+
     /// <summary>
     /// One row of the hard-label loss at T = 1: L = (1 − ε)(lse − s_y) + ε (lse − mean_j s_j),
     /// dL/ds = coef · (softmax(s) − (1 − ε) onehot(y) − ε/V). Scratch: <paramref name="expS"/> of n floats.
@@ -158,6 +287,40 @@ internal static unsafe class FusedKernels
         Rescale<TS, TV>(expS, coef * invZ, expS, 0f, gradient, n, -coef * smoothing / n);
         gradient[label] -= coef * (1 - smoothing);
         return RowStatus.Ok;
+    }
+
+    /// <summary>w · x, with 0 · (±∞) = 0: a weight that underflowed to 0 drops its term.</summary>
+    private static double Scaled(double w, double x) => w == 0 ? 0 : w * x;
+
+    /// <summary>The sums of one chunk of <see cref="TeacherWeightedRow{TS, TV, TOp}"/> (see there), exponentials stored.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ChunkSums<TS, TV>(float* t, float* s, int n, float shiftT, float shiftS, float invT, float* expT, float* expS, out double zT, out double zS, out double c, out double b)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        TV vShiftT = TS.Splat(shiftT), vShiftS = TS.Splat(shiftS), vInvT = TS.Splat(invT);
+        TV accZT = TS.Zero, accZS = TS.Zero, accC = TS.Zero, accB = TS.Zero;
+        int w = TS.Count;
+        for (int i = 0; i < n; i += w)
+        {
+            int at = Math.Min(i, n - w);
+            TV keep = TS.TailMask(Math.Min(w, n - i));
+            TV xt = TS.Multiply(TS.Subtract(TS.Load(t + at), vShiftT), vInvT);
+            TV xs = TS.Multiply(TS.Subtract(TS.Load(s + at), vShiftS), vInvT);
+            TV et = SimdMath.Exp<TS, TV>(xt), es = SimdMath.Exp<TS, TV>(xs);
+            TS.Store(et, expT + at);
+            TS.Store(es, expS + at);
+            TV weighted = TS.Select(keep, TS.GreaterThan(et, TS.Zero), TS.Zero);
+            accZT = TS.Add(accZT, TS.Select(keep, et, TS.Zero));
+            accZS = TS.Add(accZS, TS.Select(keep, es, TS.Zero));
+            accC = TS.Add(accC, TS.Select(weighted, TS.Multiply(et, xt), TS.Zero));
+            accB = TS.Add(accB, TS.Select(weighted, TS.Multiply(et, xs), TS.Zero));
+        }
+
+        zT = TS.SumAcross(accZT);
+        zS = TS.SumAcross(accZS);
+        c = TS.SumAcross(accC);
+        b = TS.SumAcross(accB);
     }
 
     private static RowStatus CheckMax(float max, bool isTeacher) =>
@@ -225,7 +388,7 @@ internal static unsafe class FusedKernels
         for (int i = 0; i < n; i += w)
         {
             int at = Math.Min(i, n - w);
-            TV e = TS.Exp(TS.Multiply(TS.Subtract(TS.Load(x + at), vMax), vInvT));
+            TV e = SimdMath.Exp<TS, TV>(TS.Multiply(TS.Subtract(TS.Load(x + at), vMax), vInvT));
             TS.Store(e, exps + at);
             acc = TS.Add(acc, TS.Select(TS.TailMask(Math.Min(w, n - i)), e, TS.Zero));
             if (++block == FlushEvery)

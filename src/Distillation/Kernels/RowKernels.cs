@@ -17,7 +17,7 @@ internal unsafe interface IRowKernel
 internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher, DistributionKind teacherKind, float* student, int vocabularySize, float temperature, KernelPath path) : IRowKernel
     where TOp : struct, IDivergenceOp
 {
-    public int ScratchFloats(int vocabularySize) => 3 * vocabularySize;
+    public int ScratchFloats(int vocabularySize) => (3 * vocabularySize) + FusedKernels.ChunkShiftFloats(vocabularySize);
 
     public RowStatus Row(int row, float* gradient, float scale, float* scratch, out double value)
     {
@@ -25,10 +25,13 @@ internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher,
         float* t = teacher + ((nint)row * n), s = student + ((nint)row * n);
         float invT = 1f / temperature;
         float coef = scale * invT;
+        float* expT = scratch, expS = scratch + n, logT = scratch + (2 * n), shifts = scratch + (3 * n);
         return KernelPaths.ForRow(path, n) switch
         {
-            KernelPath.Vector512 => FusedKernels.DivergenceRow<Simd512, Vector512<float>, TOp>(op, t, teacherKind, s, n, invT, gradient, coef, scratch, scratch + n, scratch + (2 * n), out value),
-            KernelPath.Vector256 => FusedKernels.DivergenceRow<Simd256, Vector256<float>, TOp>(op, t, teacherKind, s, n, invT, gradient, coef, scratch, scratch + n, scratch + (2 * n), out value),
+            KernelPath.Vector512 when TOp.IsTeacherWeighted => FusedKernels.TeacherWeightedRow<Simd512, Vector512<float>, TOp>(t, teacherKind, s, n, invT, gradient, coef, expT, expS, logT, shifts, out value),
+            KernelPath.Vector256 when TOp.IsTeacherWeighted => FusedKernels.TeacherWeightedRow<Simd256, Vector256<float>, TOp>(t, teacherKind, s, n, invT, gradient, coef, expT, expS, logT, shifts, out value),
+            KernelPath.Vector512 => FusedKernels.DivergenceRow<Simd512, Vector512<float>, TOp>(op, t, teacherKind, s, n, invT, gradient, coef, expT, expS, logT, out value),
+            KernelPath.Vector256 => FusedKernels.DivergenceRow<Simd256, Vector256<float>, TOp>(op, t, teacherKind, s, n, invT, gradient, coef, expT, expS, logT, out value),
             _ => ReferenceKernels.DivergenceRow(op, t, teacherKind, s, n, 1.0 / temperature, gradient, (double)scale / temperature, out value),
         };
     }

@@ -32,12 +32,19 @@ internal unsafe interface ISimd<TV>
     /// <summary>a · b + c.</summary>
     static abstract TV MultiplyAdd(TV a, TV b, TV c);
 
-    /// <summary>IEEE maximum that propagates NaN (so a NaN input is never silently dropped).</summary>
+    /// <summary>
+    /// The hardware maximum (MaxNative): which operand a NaN yields is unspecified, so kernels never rely on a max to
+    /// find NaN — every NaN input reaches a sum through <see cref="SimdMath.Exp{TS, TV}"/>, which propagates it.
+    /// </summary>
     static abstract TV Max(TV a, TV b);
 
-    static abstract TV Abs(TV a);
+    /// <summary>Rounds each lane down to an integral value.</summary>
+    static abstract TV Floor(TV a);
 
-    static abstract TV Exp(TV a);
+    /// <summary>2^n for lanes holding integral values n in [−126, 127], built from the exponent bits.</summary>
+    static abstract TV Pow2(TV n);
+
+    static abstract TV Abs(TV a);
 
     static abstract TV Log(TV a);
 
@@ -90,13 +97,17 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
     public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+    public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Floor(Vector512<float> a) => Vector512.Floor(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Pow2(Vector512<float> n) =>
+        Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Abs(Vector512<float> a) => Vector512.Abs(a);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Exp(Vector512<float> a) => Vector512.Exp(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Log(Vector512<float> a) => Vector512.Log(a);
@@ -155,13 +166,17 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>
     public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
+    public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Floor(Vector256<float> a) => Vector256.Floor(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Pow2(Vector256<float> n) =>
+        Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Abs(Vector256<float> a) => Vector256.Abs(a);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Exp(Vector256<float> a) => Vector256.Exp(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Log(Vector256<float> a) => Vector256.Log(a);

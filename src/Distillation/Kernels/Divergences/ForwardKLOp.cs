@@ -1,9 +1,15 @@
+using System;
+
 namespace Distillation.Kernels.Divergences;
 
 /// <summary>Forward KL(P_t ‖ P_s) = Σ p (log p − log q); q·∂L/∂q = −p, so dL/ds = (q − p)/T.</summary>
 internal readonly struct ForwardKLOp : IDivergenceOp
 {
     public static bool IsDivergence => true;
+
+    public static bool IsTeacherWeighted => true;
+
+    public static double FromExpectations(double expectedLogP, double expectedLogQ) => Math.Max(expectedLogP - expectedLogQ, 0);
 
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {

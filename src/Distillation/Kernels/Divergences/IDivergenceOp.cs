@@ -16,6 +16,16 @@ internal interface IDivergenceOp
     /// <summary>Whether the value is a divergence (≥ 0, so rounding below 0 is clamped to 0).</summary>
     static abstract bool IsDivergence { get; }
 
+    /// <summary>
+    /// Whether the value is a function of E_p[log p] and E_p[log q] alone, with gradient (q − p)/T (forward KL and
+    /// soft CE): such ops run in the single-pass <see cref="FusedKernels.TeacherWeightedRow{TS, TV, TOp}"/>, which never
+    /// forms p, q or a log per element.
+    /// </summary>
+    static virtual bool IsTeacherWeighted => false;
+
+    /// <summary>For teacher-weighted ops: the row value from E_p[log p] (= −H(p)) and E_p[log q] (−∞ when some p &gt; 0 = q).</summary>
+    static virtual double FromExpectations(double expectedLogP, double expectedLogQ) => double.NaN;
+
     /// <summary>The scalar reference: term_j and qg_j = q_j ∂L/∂q_j in double precision.</summary>
     double Element(double p, double q, double logP, double logQ, out double qg);
 

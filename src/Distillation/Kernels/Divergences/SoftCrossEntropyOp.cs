@@ -5,6 +5,10 @@ internal readonly struct SoftCrossEntropyOp : IDivergenceOp
 {
     public static bool IsDivergence => false;
 
+    public static bool IsTeacherWeighted => true;
+
+    public static double FromExpectations(double expectedLogP, double expectedLogQ) => -expectedLogQ;
+
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {
         qg = -p;
