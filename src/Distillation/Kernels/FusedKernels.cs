@@ -253,11 +253,12 @@ internal static unsafe class FusedKernels
     }
 
     /// <summary>
-    /// One row of the hard-label loss at T = 1: L = (1 − ε)(lse − s_y) + ε (lse − mean_j s_j),
-    /// dL/ds = coef · (softmax(s) − (1 − ε) onehot(y) − ε/V). Scratch: <paramref name="expS"/> of n floats.
+    /// One row of the label loss at temperature T (see <see cref="ReferenceKernels.LabelRow"/>):
+    /// L = (1 − ε)(lse − s_y/T) + ε (lse − mean_j s_j/T) with lse = log Σ exp(s/T), dL/ds = coef · (q − (1 − ε) onehot(y) − ε/V),
+    /// written or, when <paramref name="accumulate"/>, added. Scratch: <paramref name="expS"/> of n floats.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static RowStatus LanguageModelRow<TS, TV>(float* student, int n, int label, float smoothing, float* gradient, float coef, float* expS, out double value)
+    public static RowStatus LabelRow<TS, TV>(float* student, int n, int label, float smoothing, float invT, float* gradient, float coef, bool accumulate, float* expS, out double value)
         where TS : ISimd<TV>
         where TV : struct
     {
@@ -269,22 +270,23 @@ internal static unsafe class FusedKernels
             return status;
         }
 
-        double sum = ExpAndSum<TS, TV>(student, n, max, 1f, expS);
+        double sum = ExpAndSum<TS, TV>(student, n, max, invT, expS);
         if (!double.IsFinite(sum))
         {
             return RowStatus.StudentInvalidValue;
         }
 
-        double lse = max + Math.Log(sum);
-        double labelTerm = smoothing < 1 ? (1 - smoothing) * (lse - student[label]) : 0;
-        value = labelTerm + (smoothing > 0 ? smoothing * (lse - (SumOf<TS, TV>(student, n) / n)) : 0);
+        double lse = ((double)max * invT) + Math.Log(sum);
+        double labelTerm = smoothing < 1 ? (1 - smoothing) * (lse - ((double)student[label] * invT)) : 0;
+        value = labelTerm + (smoothing > 0 ? smoothing * (lse - (SumOf<TS, TV>(student, n) * invT / n)) : 0);
         if (gradient == null)
         {
             return RowStatus.Ok;
         }
 
         float invZ = (float)(1 / sum);
-        Rescale<TS, TV>(expS, coef * invZ, expS, 0f, gradient, n, -coef * smoothing / n);
+        // Without accumulation the second operand is the (finite) scratch row times 0: the caller's buffer is never read.
+        Rescale<TS, TV>(expS, coef * invZ, accumulate ? gradient : expS, accumulate ? 1f : 0f, gradient, n, -coef * smoothing / n);
         gradient[label] -= coef * (1 - smoothing);
         return RowStatus.Ok;
     }

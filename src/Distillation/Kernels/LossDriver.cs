@@ -5,9 +5,12 @@ using System.Threading.Tasks;
 namespace Distillation.Kernels;
 
 /// <summary>Which rows of a batch are real, and how they group into sequences.</summary>
-internal readonly ref struct RowSelection(int rows, ReadOnlySpan<bool> mask, ReadOnlySpan<int> labels, int ignoreIndex, SequenceLayout? layout)
+internal readonly ref struct RowSelection(int rows, ReadOnlySpan<bool> mask, ReadOnlySpan<int> labels, int ignoreIndex, SequenceLayout? layout, ReadOnlySpan<float> weights = default)
 {
     public readonly int Rows = rows;
+
+    /// <summary>Per-row weights (finite, ≥ 0) on value and gradient; empty for all 1. Weights do not change the counts.</summary>
+    public readonly ReadOnlySpan<float> Weights = weights;
     public readonly ReadOnlySpan<bool> Mask = mask;
     public readonly ReadOnlySpan<int> Labels = labels;
     public readonly int IgnoreIndex = ignoreIndex;
@@ -78,12 +81,12 @@ internal static unsafe class LossDriver
         };
 
         double[] values = ArrayPool<double>.Shared.Rent(Math.Max(rows, 1));
-        byte[] real = ArrayPool<byte>.Shared.Rent(Math.Max(rows, 1));
+        float[] weights = ArrayPool<float>.Shared.Rent(Math.Max(rows, 1));
         try
         {
             for (int r = 0; r < rows; r++)
             {
-                real[r] = selection.IsReal(r) ? (byte)1 : (byte)0;
+                weights[r] = !selection.IsReal(r) ? 0f : selection.Weights.IsEmpty ? 1f : selection.Weights[r];
             }
 
             float scale = (float)(valueScale / divisor);
@@ -91,7 +94,7 @@ internal static unsafe class LossDriver
             int threads = (int)Math.Clamp(Math.Min(elements / MinElementsPerThread, rows), 1, Math.Max(maxThreads, 1));
             fixed (float* g = gradient)
             {
-                var work = new RangeWork<TKernel>(kernel, vocabularySize, gradient.IsEmpty ? null : g, scale, values, real);
+                var work = new RangeWork<TKernel>(kernel, vocabularySize, gradient.IsEmpty ? null : g, scale, values, weights);
                 failure = threads == 1 ? work.Process(0, rows) : work.ProcessParallel(rows, threads);
             }
 
@@ -121,12 +124,12 @@ internal static unsafe class LossDriver
         finally
         {
             ArrayPool<double>.Shared.Return(values);
-            ArrayPool<byte>.Shared.Return(real);
+            ArrayPool<float>.Shared.Return(weights);
         }
     }
 
     /// <summary>The state one call shares between its threads.</summary>
-    private readonly struct RangeWork<TKernel>(TKernel kernel, int vocabularySize, float* gradient, float scale, double[] values, byte[] real)
+    private readonly struct RangeWork<TKernel>(TKernel kernel, int vocabularySize, float* gradient, float scale, double[] values, float[] weights)
         where TKernel : struct, IRowKernel
     {
         public RowFailure ProcessParallel(int rows, int threads)
@@ -159,7 +162,8 @@ internal static unsafe class LossDriver
                     for (int r = first; r < end; r++)
                     {
                         float* g = gradient == null ? null : gradient + ((nint)r * vocabularySize);
-                        if (real[r] == 0)
+                        float weight = weights[r];
+                        if (weight == 0)
                         {
                             values[r] = 0;
                             if (g != null)
@@ -170,11 +174,13 @@ internal static unsafe class LossDriver
                             continue;
                         }
 
-                        RowStatus status = kernel.Row(r, g, scale, s, out values[r]);
+                        RowStatus status = kernel.Row(r, g, scale * weight, s, out double value);
                         if (status != RowStatus.Ok)
                         {
                             return new RowFailure(r, status);
                         }
+
+                        values[r] = weight == 1 ? value : weight * value;
                     }
                 }
             }

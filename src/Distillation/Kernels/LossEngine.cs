@@ -80,7 +80,7 @@ internal static unsafe class LossEngine
         fixed (float* s = call.Student)
         fixed (int* y = call.Labels.Ids.Span)
         {
-            var kernel = new LanguageModelRowKernel(s, y, call.VocabularySize, labelSmoothing, call.Path);
+            var kernel = new LabelRowKernel(s, y, call.VocabularySize, labelSmoothing, 1f, call.Path);
             return Drive(kernel, 1, call);
         }
     }

@@ -58,13 +58,14 @@ internal static unsafe class ReferenceKernels
     }
 
     /// <summary>
-    /// One row of the hard-label loss at T = 1 with label smoothing ε: the target is (1 − ε)·onehot(y) + ε/V,
-    /// L = −Σ target_j log q_j, dL/ds = coef · (q − target).
+    /// One row of the label loss at temperature T with label smoothing ε: q = softmax(s/T), target = (1 − ε)·onehot(y) + ε/V,
+    /// L = −Σ target_j log q_j, dL/ds = coef · (q − target) with coef = scale/T; added to the gradient when
+    /// <paramref name="accumulate"/>. (The hard-label LM loss is T = 1; a sequence's log-probability at T is −Σ of its rows at ε = 0.)
     /// </summary>
-    public static RowStatus LanguageModelRow(float* student, int n, int label, double smoothing, float* gradient, double coef, out double value)
+    public static RowStatus LabelRow(float* student, int n, int label, double smoothing, double invT, float* gradient, double coef, bool accumulate, out double value)
     {
         value = 0;
-        RowStatus status = LogNormalizer(student, DistributionKind.Logits, n, 1.0, isTeacher: false, out double lse);
+        RowStatus status = LogNormalizer(student, DistributionKind.Logits, n, invT, isTeacher: false, out double lse);
         if (status != RowStatus.Ok)
         {
             return status;
@@ -75,12 +76,12 @@ internal static unsafe class ReferenceKernels
         {
             for (int j = 0; j < n; j++)
             {
-                sumLogQ += student[j] - lse;
+                sumLogQ += (student[j] * invT) - lse;
             }
         }
 
         // With ε = 1 the label carries no weight: skip its term so that a −∞ label logit never gives 0 · ∞.
-        double labelTerm = smoothing < 1 ? (1 - smoothing) * (lse - student[label]) : 0;
+        double labelTerm = smoothing < 1 ? (1 - smoothing) * (lse - (student[label] * invT)) : 0;
         value = labelTerm - (smoothing / n * sumLogQ);
         if (gradient == null)
         {
@@ -90,7 +91,8 @@ internal static unsafe class ReferenceKernels
         for (int j = 0; j < n; j++)
         {
             double target = (smoothing / n) + (j == label ? 1 - smoothing : 0);
-            gradient[j] = (float)(coef * (Math.Exp(student[j] - lse) - target));
+            float g = (float)(coef * (Math.Exp((student[j] * invT) - lse) - target));
+            gradient[j] = accumulate ? gradient[j] + g : g;
         }
 
         return RowStatus.Ok;

@@ -37,8 +37,11 @@ internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher,
     }
 }
 
-/// <summary>The hard-label language-modelling loss on student rows at T = 1.</summary>
-internal readonly unsafe struct LanguageModelRowKernel(float* student, int* labels, int vocabularySize, float labelSmoothing, KernelPath path) : IRowKernel
+/// <summary>
+/// The label loss −Σ target log softmax(s/T) on student rows: the hard-label LM loss at T = 1, and (ε = 0) minus a
+/// sequence's token log-probabilities at T for the sequence-level losses.
+/// </summary>
+internal readonly unsafe struct LabelRowKernel(float* student, int* labels, int vocabularySize, float labelSmoothing, float temperature, KernelPath path, bool accumulate = false) : IRowKernel
 {
     public int ScratchFloats(int vocabularySize) => vocabularySize;
 
@@ -47,11 +50,12 @@ internal readonly unsafe struct LanguageModelRowKernel(float* student, int* labe
         int n = vocabularySize;
         float* s = student + ((nint)row * n);
         int label = labels[row];
+        float invT = 1f / temperature;
         return KernelPaths.ForRow(path, n) switch
         {
-            KernelPath.Vector512 => FusedKernels.LanguageModelRow<Simd512, Vector512<float>>(s, n, label, labelSmoothing, gradient, scale, scratch, out value),
-            KernelPath.Vector256 => FusedKernels.LanguageModelRow<Simd256, Vector256<float>>(s, n, label, labelSmoothing, gradient, scale, scratch, out value),
-            _ => ReferenceKernels.LanguageModelRow(s, n, label, labelSmoothing, gradient, scale, out value),
+            KernelPath.Vector512 => FusedKernels.LabelRow<Simd512, Vector512<float>>(s, n, label, labelSmoothing, invT, gradient, scale * invT, accumulate, scratch, out value),
+            KernelPath.Vector256 => FusedKernels.LabelRow<Simd256, Vector256<float>>(s, n, label, labelSmoothing, invT, gradient, scale * invT, accumulate, scratch, out value),
+            _ => ReferenceKernels.LabelRow(s, n, label, labelSmoothing, 1.0 / temperature, gradient, (double)scale / temperature, accumulate, out value),
         };
     }
 }
