@@ -57,7 +57,7 @@ public readonly struct TeacherDistribution
     public static TeacherDistribution FromLogits(ReadOnlyMemory<float> logits, int vocabularySize, SequenceLayout? layout = null) =>
         new(logits, DistributionKind.Logits, vocabularySize, DistributionShape.Rows(logits.Length, vocabularySize, layout, nameof(logits)), layout);
 
-    /// <summary>A teacher given as log-probabilities (for example top-level log_softmax output): p_t ∝ exp(logp / T).</summary>
+    /// <summary>A teacher given as log-probabilities (for example log_softmax output or an inference server's log-probabilities): p_t ∝ exp(logp / T).</summary>
     /// <param name="logProbabilities">Rows × V log-probabilities, row-major. −∞ marks an impossible token.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
     /// <param name="layout">Optional sequence layout and padding mask; its row count must match.</param>

@@ -9,7 +9,8 @@ namespace Distillation;
 /// A row whose label equals <see cref="IgnoreIndex"/> is excluded from every loss it is given to — the
 /// hard-label loss and, when passed to a distillation loss, the divergence too (as TRL does). When a layout's
 /// padding mask is also given, a row counts only if the mask keeps it <em>and</em> its label is not ignored:
-/// exclusion wins. Every other label must lie in [0, V). The struct is a cheap view and allocates nothing.
+/// exclusion wins. Every other label must lie in [0, V) — padded rows' labels included — and the ignore index must
+/// lie outside [0, V) (checked by the loss). The struct is a cheap view and allocates nothing.
 /// </remarks>
 public readonly struct TokenLabels
 {

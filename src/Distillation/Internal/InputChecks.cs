@@ -13,6 +13,11 @@ internal static class InputChecks
             ThrowHelper.Argument(paramName, ThrowHelper.Format($"There are {labels.Length} labels for {rows} rows."));
         }
 
+        if ((uint)labels.IgnoreIndex < (uint)vocabularySize)
+        {
+            ThrowHelper.OutOfRange(paramName, labels.IgnoreIndex, ThrowHelper.Format($"The ignore index {labels.IgnoreIndex} is a token id of this vocabulary [0, {vocabularySize}); choose one outside it (PyTorch's −100 is the default)."));
+        }
+
         ReadOnlySpan<int> ids = labels.Ids.Span;
         for (int r = 0; r < ids.Length; r++)
         {

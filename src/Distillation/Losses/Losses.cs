@@ -19,7 +19,7 @@ public static class Losses
     /// <param name="studentGradient">Rows × V output: the gradient of the returned value with respect to <paramref name="studentLogits"/>.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
     /// <param name="temperature">T, finite and &gt; 0.</param>
-    /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
+    /// <param name="reduction">Sum, mean over rows (default; with no layout <see cref="Reduction.MeanOverSequences"/> is the same) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
     /// <returns>The reduced value (+∞ where some p &gt; 0 = q).</returns>
     /// <exception cref="ArgumentException">Lengths disagree or are not multiples of V, the gradient overlaps an input, <see cref="Reduction.None"/> was asked for, or a value is NaN/+∞ (row and column in the message).</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="vocabularySize"/> &lt; 1 or the temperature is not finite and &gt; 0.</exception>
@@ -32,7 +32,7 @@ public static class Losses
     /// <param name="studentGradient">Rows × V output gradient.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
     /// <param name="temperature">T, finite and &gt; 0.</param>
-    /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor.</param>
+    /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
     /// <returns>The reduced value (+∞ where some q &gt; 0 = p).</returns>
     /// <exception cref="ArgumentException">As for <see cref="ForwardKL"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">As for <see cref="ForwardKL"/>.</exception>
@@ -45,7 +45,7 @@ public static class Losses
     /// <param name="studentGradient">Rows × V output gradient.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
     /// <param name="temperature">T, finite and &gt; 0.</param>
-    /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor.</param>
+    /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
     /// <returns>The reduced value (+∞ where some p &gt; 0 = q).</returns>
     /// <exception cref="ArgumentException">As for <see cref="ForwardKL"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">As for <see cref="ForwardKL"/>.</exception>
@@ -58,7 +58,7 @@ public static class Losses
     /// <param name="studentGradient">Rows × V output gradient.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
     /// <param name="temperature">T, finite and &gt; 0.</param>
-    /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor.</param>
+    /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
     /// <returns>The reduced value, in [0, 1] per row.</returns>
     /// <exception cref="ArgumentException">As for <see cref="ForwardKL"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">As for <see cref="ForwardKL"/>.</exception>
@@ -72,7 +72,7 @@ public static class Losses
     /// <param name="studentGradient">Rows × V output gradient.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
     /// <param name="temperature">T, finite and &gt; 0.</param>
-    /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor.</param>
+    /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
     /// <returns>The reduced value (finite for β in (0, 1)).</returns>
     /// <exception cref="ArgumentException">As for <see cref="ForwardKL"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">β outside [0, 1], or as for <see cref="ForwardKL"/>.</exception>
@@ -88,7 +88,7 @@ public static class Losses
     /// <param name="studentGradient">Rows × V output gradient.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
     /// <param name="temperature">T, finite and &gt; 0.</param>
-    /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
+    /// <param name="reduction">Sum, mean over rows (default; with no layout <see cref="Reduction.MeanOverSequences"/> is the same) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
     /// <returns>The reduced value.</returns>
     /// <exception cref="ArgumentException">The divergence is default, or as for <see cref="ForwardKL"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">As for <see cref="ForwardKL"/>.</exception>
