@@ -169,7 +169,15 @@ public sealed class SequenceLayout
     /// <summary>Each of <paramref name="rows"/> rows is its own sequence of length 1, with no padding (the layout used when none is given).</summary>
     /// <param name="rows">The number of rows (0 or more).</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="rows"/> is negative.</exception>
-    public static SequenceLayout Independent(int rows) => Rectangular(rows, 1);
+    public static SequenceLayout Independent(int rows)
+    {
+        if (rows < 0)
+        {
+            ThrowHelper.OutOfRange(nameof(rows), rows, "The number of rows must be 0 or more.");
+        }
+
+        return Rectangular(rows, 1);
+    }
 
     /// <summary>Whether row <paramref name="row"/> is a real token (not padding).</summary>
     /// <param name="row">A row index in [0, <see cref="RowCount"/>).</param>

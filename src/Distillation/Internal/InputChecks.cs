@@ -58,6 +58,27 @@ internal static class InputChecks
         }
     }
 
+    public static void RowWeights(ReadOnlySpan<float> weights, int rows, string paramName)
+    {
+        if (weights.IsEmpty)
+        {
+            return;
+        }
+
+        if (weights.Length != rows)
+        {
+            ThrowHelper.Argument(paramName, ThrowHelper.Format($"There are {weights.Length} row weights for {rows} rows."));
+        }
+
+        for (int r = 0; r < weights.Length; r++)
+        {
+            if (!(weights[r] >= 0) || float.IsPositiveInfinity(weights[r]))
+            {
+                ThrowHelper.OutOfRange(paramName, weights[r], ThrowHelper.Format($"The weight of row {r} is {weights[r]}; row weights must be finite and ≥ 0."));
+            }
+        }
+    }
+
     public static void Layouts(SequenceLayout? teacherLayout, SequenceLayout? studentLayout, string paramName)
     {
         if (teacherLayout is null || studentLayout is null || ReferenceEquals(teacherLayout, studentLayout))
@@ -72,12 +93,12 @@ internal static class InputChecks
     }
 
     /// <summary>The exception for a row a kernel rejected, with the column of the offending value where there is one.</summary>
-    public static ArgumentException RowFailure(RowFailure failure, ReadOnlySpan<float> teacher, DistributionKind teacherKind, ReadOnlySpan<float> student, int vocabularySize, string teacherName, string studentName)
+    public static ArgumentException RowFailure(RowFailure failure, ReadOnlySpan<float> teacher, DistributionKind teacherKind, ReadOnlySpan<float> student, DistributionKind studentKind, int vocabularySize, string teacherName, string studentName)
     {
         int r = failure.Row;
         bool isTeacher = failure.Status is RowStatus.TeacherInvalidValue or RowStatus.TeacherNoMass or RowStatus.TeacherBadSum;
         ReadOnlySpan<float> row = (isTeacher ? teacher : student).Slice(r * vocabularySize, vocabularySize);
-        DistributionKind kind = isTeacher ? teacherKind : DistributionKind.Logits;
+        DistributionKind kind = isTeacher ? teacherKind : studentKind;
         string name = isTeacher ? teacherName : studentName;
         string side = isTeacher ? "teacher" : "student";
         string values = kind == DistributionKind.Probabilities ? "probabilities" : kind == DistributionKind.LogProbabilities ? "log-probabilities" : "logits";

@@ -17,12 +17,18 @@ internal static class ThrowHelper
 
     public static string Format(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 
-    /// <summary>Validates a temperature: finite and strictly positive.</summary>
+    /// <summary>The smallest temperature accepted: below it, logits ÷ T overflow float32 long before they are meaningful.</summary>
+    public const float MinTemperature = 1e-6f;
+
+    /// <summary>The largest temperature accepted.</summary>
+    public const float MaxTemperature = 1e6f;
+
+    /// <summary>Validates a temperature: finite and in [<see cref="MinTemperature"/>, <see cref="MaxTemperature"/>].</summary>
     public static void CheckTemperature(float temperature, string paramName)
     {
-        if (!float.IsFinite(temperature) || temperature <= 0f)
+        if (!(temperature >= MinTemperature && temperature <= MaxTemperature))
         {
-            OutOfRange(paramName, temperature, "The temperature must be finite and greater than 0.");
+            OutOfRange(paramName, temperature, "The temperature must be finite and lie in [1e-6, 1e6] (logits ÷ T must stay representable in float32).");
         }
     }
 }

@@ -37,7 +37,7 @@ internal static unsafe class LossDriver
     /// <param name="vocabularySize">Columns per row.</param>
     /// <param name="selection">Which rows are real, and the sequences.</param>
     /// <param name="gradient">rows × V gradient buffer, or empty for value only.</param>
-    /// <param name="rowLosses">Per-row values (empty unless wanted).</param>
+    /// <param name="rowLosses">Per-row values before row weights (empty unless wanted); rows skipped (masked or weight 0) get 0.</param>
     /// <param name="reduction">The reduction.</param>
     /// <param name="valueScale">The factor on value and gradient (T² or 1).</param>
     /// <param name="maxThreads">The most threads to use.</param>
@@ -106,7 +106,8 @@ internal static unsafe class LossDriver
             double sum = 0;
             for (int r = 0; r < rows; r++)
             {
-                sum += values[r];
+                // A weight of 0 skips its row entirely, so an infinite row value never becomes 0 · ∞.
+                sum += weights[r] == 0 ? 0 : weights[r] == 1 ? values[r] : weights[r] * values[r];
             }
 
             sum *= valueScale;
@@ -180,7 +181,7 @@ internal static unsafe class LossDriver
                             return new RowFailure(r, status);
                         }
 
-                        values[r] = weight == 1 ? value : weight * value;
+                        values[r] = value;
                     }
                 }
             }

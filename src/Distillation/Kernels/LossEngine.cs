@@ -13,6 +13,8 @@ internal readonly ref struct LossCall
 
     public ReadOnlySpan<float> Student { get; init; }
 
+    public DistributionKind StudentKind { get; init; }
+
     public int VocabularySize { get; init; }
 
     public int Rows { get; init; }
@@ -26,6 +28,10 @@ internal readonly ref struct LossCall
     public bool WantsGradient { get; init; }
 
     public Span<float> RowLosses { get; init; }
+
+    public ReadOnlySpan<float> RowWeights { get; init; }
+
+    public string RowWeightsName { get; init; }
 
     public Reduction Reduction { get; init; }
 
@@ -99,11 +105,11 @@ internal static unsafe class LossEngine
     private static LossResult Drive<TKernel>(in TKernel kernel, double valueScale, in LossCall call)
         where TKernel : struct, IRowKernel
     {
-        var selection = new RowSelection(call.Rows, call.Layout is null ? default : call.Layout.Mask.Span, call.Labels.Ids.Span, call.Labels.IgnoreIndex, call.Layout);
+        var selection = new RowSelection(call.Rows, call.Layout is null ? default : call.Layout.Mask.Span, call.Labels.Ids.Span, call.Labels.IgnoreIndex, call.Layout, call.RowWeights);
         LossResult result = LossDriver.Run(kernel, call.VocabularySize, selection, call.WantsGradient ? call.Gradient : default, call.RowLosses, call.Reduction, valueScale, call.MaxThreads, out RowFailure failure);
         if (failure.Status != RowStatus.Ok)
         {
-            throw InputChecks.RowFailure(failure, call.Teacher, call.TeacherKind, call.Student, call.VocabularySize, call.TeacherName, call.StudentName);
+            throw InputChecks.RowFailure(failure, call.Teacher, call.TeacherKind, call.Student, call.StudentKind == 0 ? DistributionKind.Logits : call.StudentKind, call.VocabularySize, call.TeacherName, call.StudentName);
         }
 
         return result;
@@ -122,5 +128,9 @@ internal static unsafe class LossEngine
         }
 
         InputChecks.RowLosses(call.RowLosses, call.Reduction, call.Rows, call.WantsGradient ? call.Gradient : default, call.Teacher, call.Student, call.RowLossesName);
+        if (!call.RowWeights.IsEmpty || call.RowWeightsName is null)
+        {
+            InputChecks.RowWeights(call.RowWeights, call.Rows, call.RowWeightsName ?? "rowWeights");
+        }
     }
 }

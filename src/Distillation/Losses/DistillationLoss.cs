@@ -21,10 +21,10 @@ public sealed class DistillationLoss
 
     /// <summary>Creates the loss.</summary>
     /// <param name="divergence">The divergence (see <see cref="Divergence"/>).</param>
-    /// <param name="temperature">T, finite and &gt; 0, applied to both teacher and student.</param>
+    /// <param name="temperature">T in [1e-6, 1e6], applied to both teacher and student.</param>
     /// <param name="temperatureScaling">Whether value and gradient are multiplied by T² (default: no; see <see cref="TemperatureScaling"/>).</param>
     /// <exception cref="ArgumentException"><paramref name="divergence"/> is <c>default</c>.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="temperature"/> is not finite or not &gt; 0, or <paramref name="temperatureScaling"/> is not a defined value.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="temperature"/> is outside [1e-6, 1e6] or NaN, or <paramref name="temperatureScaling"/> is not a defined value.</exception>
     public DistillationLoss(Divergence divergence, float temperature = 1f, TemperatureScaling temperatureScaling = TemperatureScaling.None)
     {
         if (divergence.Kind == DivergenceKind.Unspecified)
@@ -125,6 +125,7 @@ public sealed class DistillationLoss
             Teacher = teacher.Values.Span,
             TeacherKind = teacher.Kind,
             Student = student.Values.Span,
+            StudentKind = student.Kind,
             VocabularySize = teacher.VocabularySize,
             Rows = teacher.RowCount,
             Layout = student.Layout ?? teacher.Layout,

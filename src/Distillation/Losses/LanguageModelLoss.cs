@@ -82,6 +82,7 @@ public sealed class LanguageModelLoss
             Teacher = default,
             TeacherKind = DistributionKind.Logits,
             Student = student.Values.Span,
+            StudentKind = student.Kind,
             VocabularySize = student.VocabularySize,
             Rows = student.RowCount,
             Layout = student.Layout,

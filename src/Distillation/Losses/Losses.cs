@@ -18,11 +18,11 @@ public static class Losses
     /// <param name="studentLogits">Rows × V student logits.</param>
     /// <param name="studentGradient">Rows × V output: the gradient of the returned value with respect to <paramref name="studentLogits"/>.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
-    /// <param name="temperature">T, finite and &gt; 0.</param>
+    /// <param name="temperature">T in [1e-6, 1e6].</param>
     /// <param name="reduction">Sum, mean over rows (default; with no layout <see cref="Reduction.MeanOverSequences"/> is the same) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
     /// <returns>The reduced value (+∞ where some p &gt; 0 = q).</returns>
     /// <exception cref="ArgumentException">Lengths disagree or are not multiples of V, the gradient overlaps an input, <see cref="Reduction.None"/> was asked for, or a value is NaN/+∞ (row and column in the message).</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="vocabularySize"/> &lt; 1 or the temperature is not finite and &gt; 0.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="vocabularySize"/> &lt; 1 or the temperature is outside [1e-6, 1e6] or NaN.</exception>
     public static float ForwardKL(ReadOnlySpan<float> teacherLogits, ReadOnlySpan<float> studentLogits, Span<float> studentGradient, int vocabularySize, float temperature = 1f, Reduction reduction = default) =>
         Compute(Divergence.ForwardKL, teacherLogits, studentLogits, studentGradient, vocabularySize, temperature, reduction);
 
@@ -31,7 +31,7 @@ public static class Losses
     /// <param name="studentLogits">Rows × V student logits.</param>
     /// <param name="studentGradient">Rows × V output gradient.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
-    /// <param name="temperature">T, finite and &gt; 0.</param>
+    /// <param name="temperature">T in [1e-6, 1e6].</param>
     /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
     /// <returns>The reduced value (+∞ where some q &gt; 0 = p).</returns>
     /// <exception cref="ArgumentException">As for <see cref="ForwardKL"/>.</exception>
@@ -44,7 +44,7 @@ public static class Losses
     /// <param name="studentLogits">Rows × V student logits.</param>
     /// <param name="studentGradient">Rows × V output gradient.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
-    /// <param name="temperature">T, finite and &gt; 0.</param>
+    /// <param name="temperature">T in [1e-6, 1e6].</param>
     /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
     /// <returns>The reduced value (+∞ where some p &gt; 0 = q).</returns>
     /// <exception cref="ArgumentException">As for <see cref="ForwardKL"/>.</exception>
@@ -57,7 +57,7 @@ public static class Losses
     /// <param name="studentLogits">Rows × V student logits.</param>
     /// <param name="studentGradient">Rows × V output gradient.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
-    /// <param name="temperature">T, finite and &gt; 0.</param>
+    /// <param name="temperature">T in [1e-6, 1e6].</param>
     /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
     /// <returns>The reduced value, in [0, 1] per row.</returns>
     /// <exception cref="ArgumentException">As for <see cref="ForwardKL"/>.</exception>
@@ -71,7 +71,7 @@ public static class Losses
     /// <param name="studentLogits">Rows × V student logits.</param>
     /// <param name="studentGradient">Rows × V output gradient.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
-    /// <param name="temperature">T, finite and &gt; 0.</param>
+    /// <param name="temperature">T in [1e-6, 1e6].</param>
     /// <param name="reduction">Sum, mean over rows (default) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
     /// <returns>The reduced value (finite for β in (0, 1)).</returns>
     /// <exception cref="ArgumentException">As for <see cref="ForwardKL"/>.</exception>
@@ -87,7 +87,7 @@ public static class Losses
     /// <param name="studentLogits">Rows × V student logits.</param>
     /// <param name="studentGradient">Rows × V output gradient.</param>
     /// <param name="vocabularySize">V, at least 1.</param>
-    /// <param name="temperature">T, finite and &gt; 0.</param>
+    /// <param name="temperature">T in [1e-6, 1e6].</param>
     /// <param name="reduction">Sum, mean over rows (default; with no layout <see cref="Reduction.MeanOverSequences"/> is the same) or a caller's divisor; not <see cref="Reduction.None"/>.</param>
     /// <returns>The reduced value.</returns>
     /// <exception cref="ArgumentException">The divergence is default, or as for <see cref="ForwardKL"/>.</exception>
