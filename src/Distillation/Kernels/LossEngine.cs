@@ -75,7 +75,9 @@ internal static unsafe class LossEngine
         };
     }
 
-    public static LossResult LanguageModel(float labelSmoothing, in LossCall call)
+    public static LossResult LanguageModel(float labelSmoothing, in LossCall call) => Label(labelSmoothing, 1f, call);
+
+    public static LossResult Label(float labelSmoothing, float temperature, in LossCall call)
     {
         if (call.Labels.Length == 0 && call.Rows > 0)
         {
@@ -86,7 +88,7 @@ internal static unsafe class LossEngine
         fixed (float* s = call.Student)
         fixed (int* y = call.Labels.Ids.Span)
         {
-            var kernel = new LabelRowKernel(s, y, call.VocabularySize, labelSmoothing, 1f, call.Path);
+            var kernel = new LabelRowKernel(s, y, call.VocabularySize, labelSmoothing, temperature, call.Path);
             return Drive(kernel, 1, call);
         }
     }
@@ -128,9 +130,6 @@ internal static unsafe class LossEngine
         }
 
         InputChecks.RowLosses(call.RowLosses, call.Reduction, call.Rows, call.WantsGradient ? call.Gradient : default, call.Teacher, call.Student, call.RowLossesName);
-        if (!call.RowWeights.IsEmpty || call.RowWeightsName is null)
-        {
-            InputChecks.RowWeights(call.RowWeights, call.Rows, call.RowWeightsName ?? "rowWeights");
-        }
+        InputChecks.RowWeights(call.RowWeights, call.Rows, call.RowWeightsName ?? "rowWeights");
     }
 }

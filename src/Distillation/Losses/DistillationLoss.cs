@@ -80,7 +80,8 @@ public sealed class DistillationLoss
     /// <param name="studentGradient">Rows × V floats, overwritten with d(reduced loss)/ds; padded and ignored rows get zeros. Must not overlap the inputs.</param>
     /// <param name="reduction">How rows are combined (default <see cref="Reduction.MeanOverTokens"/>); the gradient is that of the reduced value.</param>
     /// <param name="labels">Optional labels: rows whose label is the ignore index are excluded (with the layout's padding mask, exclusion wins).</param>
-    /// <param name="rowLosses">Per-row values (T² applied when configured, 0 for excluded rows): required with <see cref="Reduction.None"/>, optional otherwise.</param>
+    /// <param name="rowLosses">Per-row values before row weights (T² applied when configured, 0 for excluded rows): required with <see cref="Reduction.None"/>, optional otherwise.</param>
+    /// <param name="rowWeights">Optional per-row weights w_r (finite, ≥ 0) multiplying each row's value and gradient; they do not change what the reduction divides by. A row of weight 0 is skipped (never read, value 0, zero gradient).</param>
     /// <returns>The value, the sum and the counts.</returns>
     /// <exception cref="ArgumentException">
     /// A distribution is default; the vocabularies, row counts or layouts differ; a buffer has the wrong length or
@@ -88,24 +89,25 @@ public sealed class DistillationLoss
     /// a row with no possible token) — the message names the row and column. After a value error the gradient
     /// buffer's contents are unspecified; structural errors are reported before anything is written.
     /// </exception>
-    /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, V) and not the ignore index.</exception>
-    public LossResult Compute(TeacherDistribution teacher, StudentDistribution student, Span<float> studentGradient, Reduction reduction = default, TokenLabels labels = default, Span<float> rowLosses = default) =>
-        ComputeCore(teacher, student, studentGradient, wantsGradient: true, reduction, labels, rowLosses, KernelPaths.Best);
+    /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, V) and not the ignore index, or a row weight is negative, NaN or +∞.</exception>
+    public LossResult Compute(TeacherDistribution teacher, StudentDistribution student, Span<float> studentGradient, Reduction reduction = default, TokenLabels labels = default, Span<float> rowLosses = default, ReadOnlySpan<float> rowWeights = default) =>
+        ComputeCore(teacher, student, studentGradient, wantsGradient: true, reduction, labels, rowLosses, KernelPaths.Best, rowWeights);
 
     /// <summary>Computes the loss only (no gradient): the same value <see cref="Compute"/> returns.</summary>
     /// <param name="teacher">The teacher's rows.</param>
     /// <param name="student">The student's rows: same vocabulary, same row count, same layout (or none).</param>
     /// <param name="reduction">How rows are combined (default <see cref="Reduction.MeanOverTokens"/>).</param>
     /// <param name="labels">Optional labels: rows whose label is the ignore index are excluded.</param>
-    /// <param name="rowLosses">Per-row values: required with <see cref="Reduction.None"/>, optional otherwise.</param>
+    /// <param name="rowLosses">Per-row values before row weights: required with <see cref="Reduction.None"/>, optional otherwise.</param>
+    /// <param name="rowWeights">Optional per-row weights, as for <see cref="Compute"/>.</param>
     /// <returns>The value, the sum and the counts.</returns>
     /// <exception cref="ArgumentException">As for <see cref="Compute"/>.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, V) and not the ignore index.</exception>
-    public LossResult Evaluate(TeacherDistribution teacher, StudentDistribution student, Reduction reduction = default, TokenLabels labels = default, Span<float> rowLosses = default) =>
-        ComputeCore(teacher, student, default, wantsGradient: false, reduction, labels, rowLosses, KernelPaths.Best);
+    /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, V) and not the ignore index, or a row weight is negative, NaN or +∞.</exception>
+    public LossResult Evaluate(TeacherDistribution teacher, StudentDistribution student, Reduction reduction = default, TokenLabels labels = default, Span<float> rowLosses = default, ReadOnlySpan<float> rowWeights = default) =>
+        ComputeCore(teacher, student, default, wantsGradient: false, reduction, labels, rowLosses, KernelPaths.Best, rowWeights);
 
     /// <summary>The full form, with the kernel path chosen (tests force each path through it).</summary>
-    internal LossResult ComputeCore(TeacherDistribution teacher, StudentDistribution student, Span<float> studentGradient, bool wantsGradient, Reduction reduction, TokenLabels labels, Span<float> rowLosses, KernelPath path)
+    internal LossResult ComputeCore(TeacherDistribution teacher, StudentDistribution student, Span<float> studentGradient, bool wantsGradient, Reduction reduction, TokenLabels labels, Span<float> rowLosses, KernelPath path, ReadOnlySpan<float> rowWeights = default)
     {
         DistributionShape.CheckInitialized(teacher.VocabularySize, nameof(teacher));
         DistributionShape.CheckInitialized(student.VocabularySize, nameof(student));
@@ -133,6 +135,8 @@ public sealed class DistillationLoss
             Gradient = studentGradient,
             WantsGradient = wantsGradient,
             RowLosses = rowLosses,
+            RowWeights = rowWeights,
+            RowWeightsName = nameof(rowWeights),
             Reduction = reduction,
             MaxThreads = MaxDegreeOfParallelism,
             Path = path,
