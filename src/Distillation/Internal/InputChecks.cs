@@ -79,6 +79,24 @@ internal static class InputChecks
         }
     }
 
+    /// <summary>Both distributions initialised, with the same vocabulary, row count and layout.</summary>
+    public static void Pair(TeacherDistribution teacher, StudentDistribution student, string teacherName, string studentName)
+    {
+        DistributionShape.CheckInitialized(teacher.VocabularySize, teacherName);
+        DistributionShape.CheckInitialized(student.VocabularySize, studentName);
+        if (teacher.VocabularySize != student.VocabularySize)
+        {
+            ThrowHelper.Argument(studentName, ThrowHelper.Format($"The teacher's vocabulary has {teacher.VocabularySize} tokens and the student's {student.VocabularySize}; they must be the same."));
+        }
+
+        if (teacher.RowCount != student.RowCount)
+        {
+            ThrowHelper.Argument(studentName, ThrowHelper.Format($"The teacher has {teacher.RowCount} rows and the student {student.RowCount}; they must be the same."));
+        }
+
+        Layouts(teacher.Layout, student.Layout, studentName);
+    }
+
     public static void Layouts(SequenceLayout? teacherLayout, SequenceLayout? studentLayout, string paramName)
     {
         if (teacherLayout is null || studentLayout is null || ReferenceEquals(teacherLayout, studentLayout))

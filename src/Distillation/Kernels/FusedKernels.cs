@@ -291,6 +291,35 @@ internal static unsafe class FusedKernels
         return RowStatus.Ok;
     }
 
+    /// <summary>max_j x_j and log Σ_j exp(x_j) of one row (n ≥ TS.Count), without storing anything.</summary>
+    public static double LogSumExp<TS, TV>(float* x, int n, out float max)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        max = MaxOf<TS, TV>(x, n);
+        if (!float.IsFinite(max))
+        {
+            return max;
+        }
+
+        TV vMax = TS.Splat(max), acc = TS.Zero;
+        double total = 0;
+        int w = TS.Count, block = 0;
+        for (int i = 0; i < n; i += w)
+        {
+            int at = Math.Min(i, n - w);
+            acc = TS.Add(acc, TS.Select(TS.TailMask(Math.Min(w, n - i)), SimdMath.Exp<TS, TV>(TS.Subtract(TS.Load(x + at), vMax)), TS.Zero));
+            if (++block == FlushEvery)
+            {
+                total += TS.SumAcross(acc);
+                acc = TS.Zero;
+                block = 0;
+            }
+        }
+
+        return max + Math.Log(total + TS.SumAcross(acc));
+    }
+
     /// <summary>w · x, with 0 · (±∞) = 0: a weight that underflowed to 0 drops its term.</summary>
     private static double Scaled(double w, double x) => w == 0 ? 0 : w * x;
 
@@ -332,7 +361,7 @@ internal static unsafe class FusedKernels
 
     /// <summary>max_j x_j, NaN if any x_j is NaN. The overlapping last vector needs no mask for a max.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float MaxOf<TS, TV>(float* x, int n)
+    internal static float MaxOf<TS, TV>(float* x, int n)
         where TS : ISimd<TV>
         where TV : struct
     {

@@ -89,12 +89,11 @@ internal static unsafe class LossDriver
                 weights[r] = !selection.IsReal(r) ? 0f : selection.Weights.IsEmpty ? 1f : selection.Weights[r];
             }
 
-            float scale = (float)(valueScale / divisor);
             long elements = (long)rows * vocabularySize;
             int threads = (int)Math.Clamp(Math.Min(elements / MinElementsPerThread, rows), 1, Math.Max(maxThreads, 1));
             fixed (float* g = gradient)
             {
-                var work = new RangeWork<TKernel>(kernel, vocabularySize, gradient.IsEmpty ? null : g, scale, values, weights);
+                var work = new RangeWork<TKernel>(kernel, vocabularySize, gradient.IsEmpty ? null : g, valueScale, divisor, values, weights);
                 failure = threads == 1 ? work.Process(0, rows) : work.ProcessParallel(rows, threads);
             }
 
@@ -130,7 +129,7 @@ internal static unsafe class LossDriver
     }
 
     /// <summary>The state one call shares between its threads.</summary>
-    private readonly struct RangeWork<TKernel>(TKernel kernel, int vocabularySize, float* gradient, float scale, double[] values, float[] weights)
+    private readonly struct RangeWork<TKernel>(TKernel kernel, int vocabularySize, float* gradient, double valueScale, double divisor, double[] values, float[] weights)
         where TKernel : struct, IRowKernel
     {
         public RowFailure ProcessParallel(int rows, int threads)
@@ -175,7 +174,7 @@ internal static unsafe class LossDriver
                             continue;
                         }
 
-                        RowStatus status = kernel.Row(r, g, scale * weight, s, out double value);
+                        RowStatus status = kernel.Row(r, g, valueScale * weight, divisor, s, out double value);
                         if (status != RowStatus.Ok)
                         {
                             return new RowFailure(r, status);

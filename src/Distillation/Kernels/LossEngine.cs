@@ -56,23 +56,37 @@ internal static unsafe class LossEngine
     public static LossResult Divergence(Divergence divergence, float temperature, TemperatureScaling scaling, in LossCall call)
     {
         Validate(call);
-        double valueScale = scaling == TemperatureScaling.Squared ? (double)temperature * temperature : 1;
+        var run = new DivergenceRun(call, temperature, scaling == TemperatureScaling.Squared ? (double)temperature * temperature : 1);
+        return Dispatch<DivergenceRun, LossResult>(divergence, ref run);
+    }
+
+    /// <summary>Calls <paramref name="visitor"/> with the row op of <paramref name="divergence"/>: the one place divergences are listed.</summary>
+    public static TResult Dispatch<TVisitor, TResult>(Divergence divergence, ref TVisitor visitor)
+        where TVisitor : IDivergenceVisitor<TResult>, allows ref struct
+    {
         double parameter = divergence.Parameter;
         return divergence.Kind switch
         {
-            DivergenceKind.ForwardKL => Run(new ForwardKLOp(), temperature, valueScale, call),
-            DivergenceKind.SoftCrossEntropy => Run(new SoftCrossEntropyOp(), temperature, valueScale, call),
-            DivergenceKind.ReverseKL => Run(new ReverseKLOp(), temperature, valueScale, call),
-            DivergenceKind.GeneralizedJsd when parameter == 0 => Run(new ForwardKLOp(), temperature, valueScale, call),
-            DivergenceKind.GeneralizedJsd when parameter == 1 => Run(new ReverseKLOp(), temperature, valueScale, call),
-            DivergenceKind.GeneralizedJsd => Run(new GeneralizedJsdOp(parameter), temperature, valueScale, call),
-            DivergenceKind.SkewKL when parameter == 0 => Run(new ForwardKLOp(), temperature, valueScale, call),
-            DivergenceKind.SkewKL => Run(new SkewKLOp(parameter), temperature, valueScale, call),
-            DivergenceKind.SkewReverseKL when parameter == 0 => Run(new ReverseKLOp(), temperature, valueScale, call),
-            DivergenceKind.SkewReverseKL => Run(new SkewReverseKLOp(parameter), temperature, valueScale, call),
-            DivergenceKind.TotalVariation => Run(new TotalVariationOp(), temperature, valueScale, call),
+            DivergenceKind.ForwardKL => visitor.Visit(new ForwardKLOp()),
+            DivergenceKind.SoftCrossEntropy => visitor.Visit(new SoftCrossEntropyOp()),
+            DivergenceKind.ReverseKL => visitor.Visit(new ReverseKLOp()),
+            DivergenceKind.GeneralizedJsd when parameter == 0 => visitor.Visit(new ForwardKLOp()),
+            DivergenceKind.GeneralizedJsd when parameter == 1 => visitor.Visit(new ReverseKLOp()),
+            DivergenceKind.GeneralizedJsd => visitor.Visit(new GeneralizedJsdOp(parameter)),
+            DivergenceKind.SkewKL when parameter == 0 => visitor.Visit(new ForwardKLOp()),
+            DivergenceKind.SkewKL => visitor.Visit(new SkewKLOp(parameter)),
+            DivergenceKind.SkewReverseKL when parameter == 0 => visitor.Visit(new ReverseKLOp()),
+            DivergenceKind.SkewReverseKL => visitor.Visit(new SkewReverseKLOp(parameter)),
+            DivergenceKind.TotalVariation => visitor.Visit(new TotalVariationOp()),
             _ => throw new ArgumentException("The divergence is unspecified (default); use one of Divergence's members.", nameof(divergence)),
         };
+    }
+
+    /// <summary>The teacher's entropy at T per real row (metrics): the single-pass kernel with <see cref="EntropyOp"/>.</summary>
+    public static LossResult Entropy(float temperature, in LossCall call)
+    {
+        var run = new DivergenceRun(call, temperature, 1);
+        return run.Visit(new EntropyOp());
     }
 
     public static LossResult LanguageModel(float labelSmoothing, in LossCall call) => Label(labelSmoothing, 1f, call);
@@ -93,18 +107,7 @@ internal static unsafe class LossEngine
         }
     }
 
-    private static LossResult Run<TOp>(TOp op, float temperature, double valueScale, in LossCall call)
-        where TOp : struct, IDivergenceOp
-    {
-        fixed (float* t = call.Teacher)
-        fixed (float* s = call.Student)
-        {
-            var kernel = new DivergenceRowKernel<TOp>(op, t, call.TeacherKind, s, call.VocabularySize, temperature, call.Path);
-            return Drive(kernel, valueScale, call);
-        }
-    }
-
-    private static LossResult Drive<TKernel>(in TKernel kernel, double valueScale, in LossCall call)
+    public static LossResult Drive<TKernel>(in TKernel kernel, double valueScale, in LossCall call)
         where TKernel : struct, IRowKernel
     {
         var selection = new RowSelection(call.Rows, call.Layout is null ? default : call.Layout.Mask.Span, call.Labels.Ids.Span, call.Labels.IgnoreIndex, call.Layout, call.RowWeights);
@@ -117,7 +120,7 @@ internal static unsafe class LossEngine
         return result;
     }
 
-    private static void Validate(in LossCall call)
+    public static void Validate(in LossCall call)
     {
         if (call.Labels.Length != 0)
         {
@@ -131,5 +134,29 @@ internal static unsafe class LossEngine
 
         InputChecks.RowLosses(call.RowLosses, call.Reduction, call.Rows, call.WantsGradient ? call.Gradient : default, call.Teacher, call.Student, call.RowLossesName);
         InputChecks.RowWeights(call.RowWeights, call.Rows, call.RowWeightsName ?? "rowWeights");
+    }
+}
+
+/// <summary>Something done with a divergence's row op (the op's type is what the JIT specialises on).</summary>
+internal interface IDivergenceVisitor<TResult>
+{
+    TResult Visit<TOp>(TOp op)
+        where TOp : struct, IDivergenceOp;
+}
+
+/// <summary>Runs one divergence over a call.</summary>
+internal readonly unsafe ref struct DivergenceRun(in LossCall call, float temperature, double valueScale) : IDivergenceVisitor<LossResult>
+{
+    private readonly LossCall _call = call;
+
+    public LossResult Visit<TOp>(TOp op)
+        where TOp : struct, IDivergenceOp
+    {
+        fixed (float* t = _call.Teacher)
+        fixed (float* s = _call.Student)
+        {
+            var kernel = new DivergenceRowKernel<TOp>(op, t, _call.TeacherKind, s, _call.VocabularySize, temperature, _call.Path);
+            return LossEngine.Drive(kernel, valueScale, _call);
+        }
     }
 }

@@ -9,8 +9,12 @@ internal unsafe interface IRowKernel
     /// <summary>Scratch floats one thread needs for rows of <paramref name="vocabularySize"/>.</summary>
     int ScratchFloats(int vocabularySize);
 
-    /// <summary>Computes row <paramref name="row"/>: its value, and its gradient into <paramref name="gradient"/> (when not null) scaled by <paramref name="scale"/>.</summary>
-    RowStatus Row(int row, float* gradient, float scale, float* scratch, out double value);
+    /// <summary>
+    /// Computes row <paramref name="row"/>: its value, and its gradient into <paramref name="gradient"/> (when not null)
+    /// scaled by (float)(<paramref name="numerator"/> / <paramref name="divisor"/>) — one rounding, so that every entry
+    /// point that asks for the same scale gets bit-identical gradients.
+    /// </summary>
+    RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, out double value);
 }
 
 /// <summary>A divergence between teacher and student rows, on the chosen kernel path.</summary>
@@ -19,9 +23,10 @@ internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher,
 {
     public int ScratchFloats(int vocabularySize) => (3 * vocabularySize) + FusedKernels.ChunkShiftFloats(vocabularySize);
 
-    public RowStatus Row(int row, float* gradient, float scale, float* scratch, out double value)
+    public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, out double value)
     {
         int n = vocabularySize;
+        float scale = (float)(numerator / divisor);
         float* t = teacher + ((nint)row * n), s = student + ((nint)row * n);
         float invT = 1f / temperature;
         float coef = scale * invT;
@@ -43,11 +48,14 @@ internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher,
 /// </summary>
 internal readonly unsafe struct LabelRowKernel(float* student, int* labels, int vocabularySize, float labelSmoothing, float temperature, KernelPath path, bool accumulate = false) : IRowKernel
 {
+    public int VocabularySize => vocabularySize;
+
     public int ScratchFloats(int vocabularySize) => vocabularySize;
 
-    public RowStatus Row(int row, float* gradient, float scale, float* scratch, out double value)
+    public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, out double value)
     {
         int n = vocabularySize;
+        float scale = (float)(numerator / divisor);
         float* s = student + ((nint)row * n);
         int label = labels[row];
         float invT = 1f / temperature;

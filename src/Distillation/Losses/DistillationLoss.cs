@@ -109,19 +109,7 @@ public sealed class DistillationLoss
     /// <summary>The full form, with the kernel path chosen (tests force each path through it).</summary>
     internal LossResult ComputeCore(TeacherDistribution teacher, StudentDistribution student, Span<float> studentGradient, bool wantsGradient, Reduction reduction, TokenLabels labels, Span<float> rowLosses, KernelPath path, ReadOnlySpan<float> rowWeights = default)
     {
-        DistributionShape.CheckInitialized(teacher.VocabularySize, nameof(teacher));
-        DistributionShape.CheckInitialized(student.VocabularySize, nameof(student));
-        if (teacher.VocabularySize != student.VocabularySize)
-        {
-            ThrowHelper.Argument(nameof(student), ThrowHelper.Format($"The teacher's vocabulary has {teacher.VocabularySize} tokens and the student's {student.VocabularySize}; they must be the same."));
-        }
-
-        if (teacher.RowCount != student.RowCount)
-        {
-            ThrowHelper.Argument(nameof(student), ThrowHelper.Format($"The teacher has {teacher.RowCount} rows and the student {student.RowCount}; they must be the same."));
-        }
-
-        InputChecks.Layouts(teacher.Layout, student.Layout, nameof(student));
+        InputChecks.Pair(teacher, student, nameof(teacher), nameof(student));
         var call = new LossCall
         {
             Teacher = teacher.Values.Span,

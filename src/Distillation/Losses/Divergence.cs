@@ -26,6 +26,7 @@ namespace Distillation;
 /// formula; for reverse KL it is a descent direction that moves mass off the impossible tokens), never NaN.</para>
 /// <para>Divergences are clamped at 0 against rounding (soft CE is not: it is bounded below by H(p), not 0).</para>
 /// </remarks>
+[System.Text.Json.Serialization.JsonConverter(typeof(DivergenceJsonConverter))]
 public readonly struct Divergence : IEquatable<Divergence>
 {
     private Divergence(DivergenceKind kind, double parameter)

@@ -1,0 +1,78 @@
+using System;
+using System.Runtime.Intrinsics;
+
+namespace Distillation.Kernels;
+
+/// <summary>Small per-row statistics for the objective's token rules and metrics.</summary>
+internal static unsafe class RowStatistics
+{
+    /// <summary>The first index of the row's maximum (the most likely token; logits, log-probabilities and probabilities alike).</summary>
+    public static int ArgMax(ReadOnlySpan<float> row)
+    {
+        float max;
+        fixed (float* x = row)
+        {
+            max = row.Length >= Vector512<float>.Count && Vector512.IsHardwareAccelerated ? FusedKernels.MaxOf<Simd512, Vector512<float>>(x, row.Length)
+                : row.Length >= Vector256<float>.Count && Vector256.IsHardwareAccelerated ? FusedKernels.MaxOf<Simd256, Vector256<float>>(x, row.Length)
+                : MaxScalarFallback(row, x);
+        }
+
+        int at = row.IndexOf(max);
+        return at < 0 ? 0 : at;
+    }
+
+    /// <summary>max_j p_j at T = 1 for a row of the given kind.</summary>
+    public static double MaxProbability(ReadOnlySpan<float> row, DistributionKind kind)
+    {
+        if (kind == DistributionKind.Probabilities)
+        {
+            double sum = 0;
+            float max = 0;
+            foreach (float p in row)
+            {
+                sum += p;
+                max = Math.Max(max, p);
+            }
+
+            return sum > 0 ? max / sum : 0;
+        }
+
+        fixed (float* x = row)
+        {
+            double lse;
+            float max;
+            if (row.Length >= Vector512<float>.Count && Vector512.IsHardwareAccelerated)
+            {
+                lse = FusedKernels.LogSumExp<Simd512, Vector512<float>>(x, row.Length, out max);
+            }
+            else if (row.Length >= Vector256<float>.Count && Vector256.IsHardwareAccelerated)
+            {
+                lse = FusedKernels.LogSumExp<Simd256, Vector256<float>>(x, row.Length, out max);
+            }
+            else
+            {
+                max = MaxScalarFallback(row, x);
+                double z = 0;
+                foreach (float v in row)
+                {
+                    z += Math.Exp(v - max);
+                }
+
+                lse = max + Math.Log(z);
+            }
+
+            return float.IsFinite(max) ? Math.Exp(max - lse) : 0;
+        }
+    }
+
+    private static float MaxScalarFallback(ReadOnlySpan<float> row, float* x)
+    {
+        float max = float.NegativeInfinity;
+        for (int j = 0; j < row.Length; j++)
+        {
+            max = Math.Max(max, x[j]);
+        }
+
+        return max;
+    }
+}
