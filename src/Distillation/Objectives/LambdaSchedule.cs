@@ -48,7 +48,7 @@ public abstract record LambdaSchedule
     /// <exception cref="ArgumentOutOfRangeException">A λ is outside [0, 1] or <paramref name="steps"/> &lt; 1.</exception>
     public static LambdaSchedule Linear(double from, double to, long steps) => new LinearLambda(from, to, steps);
 
-    /// <summary>λ = to + (from − to)·(1 + cos(π·min(step, steps)/steps))/2: a cosine from <paramref name="from"/> to <paramref name="to"/>.</summary>
+    /// <summary>λ = from + (to − from)·(1 − cos(π·min(step, steps)/steps))/2: half a cosine from <paramref name="from"/> to <paramref name="to"/>.</summary>
     /// <param name="from">λ at step 0, in [0, 1].</param>
     /// <param name="to">λ from step <paramref name="steps"/> on, in [0, 1].</param>
     /// <param name="steps">The length of the curve, at least 1.</param>
@@ -182,7 +182,7 @@ public sealed record CosineLambda : LambdaSchedule
 
     /// <inheritdoc />
     protected override double Evaluate(long step) =>
-        step >= Steps ? To : To + ((From - To) * 0.5 * (1 + Math.Cos(Math.PI * step / Steps)));
+        step >= Steps ? To : From + ((To - From) * 0.5 * (1 - Math.Cos(Math.PI * step / Steps)));
 }
 
 /// <summary>λ = To + (From − To)·2^(−step/HalfLife).</summary>
