@@ -245,7 +245,7 @@ internal static unsafe class FusedKernels
             float mt = shifts[2 * chunk], ms = shifts[(2 * chunk) + 1];
             float ct = float.IsNegativeInfinity(mt) ? 0 : (float)(coef * Math.Exp((mt - maxT) * invT) / zT);
             float cs = float.IsNegativeInfinity(ms) ? 0 : (float)(coef * Math.Exp((ms - maxS) * invT) / zS);
-            Rescale<TS, TV>(expS + c0, cs, expT + c0, -ct, gradient + c0, len);
+            RescaleStreaming<TS, TV>(expS + c0, cs, expT + c0, -ct, gradient + c0, len);
             c0 += len;
         }
 
@@ -329,15 +329,33 @@ internal static unsafe class FusedKernels
         where TS : ISimd<TV>
         where TV : struct
     {
-        TV vShiftT = TS.Splat(shiftT), vShiftS = TS.Splat(shiftS), vInvT = TS.Splat(invT);
+        // x = (v − shift)/T as one FMA, v·(1/T) − shift/T: every x in the chunk carries the same rounding offset,
+        // which cancels between Σ e·x / Z and log Z.
+        TV vInvT = TS.Splat(invT), vOffT = TS.Splat(-shiftT * invT), vOffS = TS.Splat(-shiftS * invT);
         TV accZT = TS.Zero, accZS = TS.Zero, accC = TS.Zero, accB = TS.Zero;
-        int w = TS.Count;
-        for (int i = 0; i < n; i += w)
+        int w = TS.Count, i = 0;
+        for (; i + w <= n; i += w)
         {
-            int at = Math.Min(i, n - w);
-            TV keep = TS.TailMask(Math.Min(w, n - i));
-            TV xt = TS.Multiply(TS.Subtract(TS.Load(t + at), vShiftT), vInvT);
-            TV xs = TS.Multiply(TS.Subtract(TS.Load(s + at), vShiftS), vInvT);
+            TV xt = TS.MultiplyAdd(TS.Load(t + i), vInvT, vOffT);
+            TV xs = TS.MultiplyAdd(TS.Load(s + i), vInvT, vOffS);
+            TV et = SimdMath.Exp<TS, TV>(xt), es = SimdMath.Exp<TS, TV>(xs);
+            TS.Store(et, expT + i);
+            TS.Store(es, expS + i);
+            // Only entries the teacher weighs enter C and B, so a −∞ logit of weight 0 never gives 0 · ∞.
+            TV weighted = TS.GreaterThan(et, TS.Zero);
+            accZT = TS.Add(accZT, et);
+            accZS = TS.Add(accZS, es);
+            accC = TS.Add(accC, TS.Select(weighted, TS.Multiply(et, xt), TS.Zero));
+            accB = TS.Add(accB, TS.Select(weighted, TS.Multiply(et, xs), TS.Zero));
+        }
+
+        if (i < n)
+        {
+            // The overlapping last vector: its lanes already summed are masked out; the stores rewrite equal values.
+            int at = n - w;
+            TV keep = TS.TailMask(n - i);
+            TV xt = TS.MultiplyAdd(TS.Load(t + at), vInvT, vOffT);
+            TV xs = TS.MultiplyAdd(TS.Load(s + at), vInvT, vOffS);
             TV et = SimdMath.Exp<TS, TV>(xt), es = SimdMath.Exp<TS, TV>(xs);
             TS.Store(et, expT + at);
             TS.Store(es, expS + at);
@@ -352,6 +370,38 @@ internal static unsafe class FusedKernels
         zS = TS.SumAcross(accZS);
         c = TS.SumAcross(accC);
         b = TS.SumAcross(accB);
+    }
+
+    /// <summary>
+    /// destination_j = a_j · ca + b_j · cb for a destination that is neither source, written with non-temporal stores
+    /// (the gradient is not read again by this call, so it should not evict the inputs from cache). The head up to
+    /// the first aligned vector and the overlapping tail use ordinary stores; overlapping lanes get equal values.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RescaleStreaming<TS, TV>(float* a, float ca, float* b, float cb, float* destination, int n)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        int w = TS.Count;
+        if (!TS.HasNonTemporalStore || n < 4 * w)
+        {
+            Rescale<TS, TV>(a, ca, b, cb, destination, n);
+            return;
+        }
+
+        TV vA = TS.Splat(ca), vB = TS.Splat(cb);
+        TS.Store(TS.MultiplyAdd(TS.Load(a), vA, TS.Multiply(TS.Load(b), vB)), destination);
+        int i = (int)((((nuint)destination + (nuint)(w * sizeof(float)) - 1) & ~(nuint)((w * sizeof(float)) - 1)) - (nuint)destination) / sizeof(float);
+        for (; i + w <= n; i += w)
+        {
+            TS.StoreNonTemporal(TS.MultiplyAdd(TS.Load(a + i), vA, TS.Multiply(TS.Load(b + i), vB)), destination + i);
+        }
+
+        if (i < n)
+        {
+            int at = n - w;
+            TS.Store(TS.MultiplyAdd(TS.Load(a + at), vA, TS.Multiply(TS.Load(b + at), vB)), destination + at);
+        }
     }
 
     private static RowStatus CheckMax(float max, bool isTeacher) =>

@@ -187,6 +187,12 @@ internal static unsafe class LossDriver
             finally
             {
                 ArrayPool<float>.Shared.Return(scratch);
+
+                // Non-temporal gradient stores are weakly ordered: fence them before the caller (or another thread) reads.
+                if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
+                {
+                    System.Runtime.Intrinsics.X86.Sse.StoreFence();
+                }
             }
 
             return default;

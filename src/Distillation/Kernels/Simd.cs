@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Distillation.Kernels;
 
@@ -43,6 +44,15 @@ internal unsafe interface ISimd<TV>
 
     /// <summary>2^n for lanes holding integral values n in [−126, 127], built from the exponent bits.</summary>
     static abstract TV Pow2(TV n);
+
+    /// <summary>y · 2^n for integral n in [−126, 127] (one vscalefps where AVX-512 has it).</summary>
+    static abstract TV ScaleByPow2(TV y, TV n);
+
+    /// <summary>Whether <see cref="StoreNonTemporal"/> exists (otherwise it is an ordinary store).</summary>
+    static abstract bool HasNonTemporalStore { get; }
+
+    /// <summary>A store that bypasses the caches; <paramref name="p"/> must be aligned to the vector size.</summary>
+    static abstract void StoreNonTemporal(TV v, float* p);
 
     static abstract TV Abs(TV a);
 
@@ -105,6 +115,25 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Pow2(Vector512<float> n) =>
         Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ScaleByPow2(Vector512<float> y, Vector512<float> n) =>
+        Avx512F.IsSupported ? Avx512F.Scale(y, n) : y * Pow2(n);
+
+    public static bool HasNonTemporalStore => Avx512F.IsSupported;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreNonTemporal(Vector512<float> v, float* p)
+    {
+        if (Avx512F.IsSupported)
+        {
+            Avx512F.StoreAlignedNonTemporal(p, v);
+        }
+        else
+        {
+            v.Store(p);
+        }
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Abs(Vector512<float> a) => Vector512.Abs(a);
@@ -174,6 +203,25 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Pow2(Vector256<float> n) =>
         Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ScaleByPow2(Vector256<float> y, Vector256<float> n) =>
+        Avx512F.VL.IsSupported ? Avx512F.VL.Scale(y, n) : y * Pow2(n);
+
+    public static bool HasNonTemporalStore => Avx.IsSupported;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreNonTemporal(Vector256<float> v, float* p)
+    {
+        if (Avx.IsSupported)
+        {
+            Avx.StoreAlignedNonTemporal(p, v);
+        }
+        else
+        {
+            v.Store(p);
+        }
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Abs(Vector256<float> a) => Vector256.Abs(a);

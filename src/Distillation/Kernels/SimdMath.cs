@@ -28,6 +28,6 @@ internal static class SimdMath
         y = TS.MultiplyAdd(y, r, TS.Splat(1.6666665459e-1f));
         y = TS.MultiplyAdd(y, r, TS.Splat(5.0000001201e-1f));
         y = TS.MultiplyAdd(y, TS.Multiply(r, r), TS.Add(r, TS.Splat(1f)));
-        return TS.Select(TS.LessThan(x, TS.Splat(ExpUnderflow)), TS.Zero, TS.Multiply(y, TS.Pow2(n)));
+        return TS.Select(TS.LessThan(x, TS.Splat(ExpUnderflow)), TS.Zero, TS.ScaleByPow2(y, n));
     }
 }

@@ -1,0 +1,102 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using System.Threading.Tasks;
+using Distillation.Kernels;
+
+namespace Distillation.Benchmarks;
+
+/// <summary>
+/// A quick probe for kernel work (`-- --probe [rows] [vocab]`): median ns per element of the floor and the fused
+/// kernels, measured in one process. BenchmarkDotNet remains the source of published figures.
+/// </summary>
+internal static class Probe
+{
+    public static void Run(int rows, int vocab)
+    {
+        int n = rows * vocab;
+        var random = new Random(1);
+        float[] t = new float[n], s = new float[n], g = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            t[i] = (float)((random.NextDouble() * 8) - 4);
+            s[i] = (float)((random.NextDouble() * 8) - 4);
+        }
+
+        var teacher = TeacherDistribution.FromLogits(t, vocab);
+        var student = StudentDistribution.FromLogits(s, vocab);
+        var cases = new List<(string Name, Action Body)>
+        {
+            ("floor 1 thread", () => Floor.Add(t, s, g, 0, n)),
+            ("floor all cores", () => Floor.AddParallel(t, s, g)),
+        };
+        foreach (Divergence d in new[] { Divergence.ForwardKL, Divergence.SoftCrossEntropy, Divergence.ReverseKL, Divergence.GeneralizedJsd(0.5) })
+        {
+            var one = new DistillationLoss(d, 2f) { MaxDegreeOfParallelism = 1 };
+            var all = new DistillationLoss(d, 2f);
+            cases.Add(($"{d} 1 thread", () => one.Compute(teacher, student, g)));
+            cases.Add(($"{d} all cores", () => all.Compute(teacher, student, g)));
+            cases.Add(($"{d} 1 thread V256", () => one.ComputeCore(teacher, student, g, true, default, default, default, KernelPath.Vector256)));
+            cases.Add(($"{d} 1 thread value only", () => one.Evaluate(teacher, student)));
+        }
+
+        foreach ((string name, Action body) in cases)
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                body();
+            }
+
+            var times = new List<double>();
+            for (int i = 0; i < 15; i++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                body();
+                times.Add(Stopwatch.GetElapsedTime(start).TotalNanoseconds / n);
+            }
+
+            times.Sort();
+            Console.WriteLine($"{name,-36} {times[times.Count / 2],6:F3} ns/element");
+        }
+    }
+}
+
+/// <summary>The memory floor: read two float arrays, write one (12 bytes per element), with non-temporal stores.</summary>
+internal static class Floor
+{
+    public static unsafe void Add(float[] a, float[] b, float[] c, int start, int end)
+    {
+        fixed (float* pa = a, pb = b, pc = c)
+        {
+            int i = start;
+            // Scalar head up to a 64-byte boundary of the destination, then aligned non-temporal stores.
+            while (i < end && ((nuint)(pc + i) & 63) != 0)
+            {
+                pc[i] = pa[i] + pb[i];
+                i++;
+            }
+
+            if (Avx512F.IsSupported)
+            {
+                for (; i + 16 <= end; i += 16)
+                {
+                    Avx512F.StoreAlignedNonTemporal(pc + i, Vector512.Load(pa + i) + Vector512.Load(pb + i));
+                }
+            }
+
+            for (; i < end; i++)
+            {
+                pc[i] = pa[i] + pb[i];
+            }
+        }
+    }
+
+    public static void AddParallel(float[] a, float[] b, float[] c)
+    {
+        int threads = Environment.ProcessorCount, n = a.Length;
+        Parallel.For(0, threads, k => Add(a, b, c, (int)((long)n * k / threads), (int)((long)n * (k + 1) / threads)));
+    }
+}
