@@ -1,6 +1,5 @@
 using System;
 using System.Buffers;
-using System.Threading.Tasks;
 
 namespace Distillation.Kernels;
 
@@ -90,7 +89,7 @@ internal static unsafe class LossDriver
             }
 
             long elements = (long)rows * vocabularySize;
-            int threads = (int)Math.Clamp(Math.Min(elements / MinElementsPerThread, rows), 1, Math.Max(maxThreads, 1));
+            int threads = (int)Math.Clamp(Math.Min(elements / MinElementsPerThread, rows), 1, Math.Min(Math.Max(maxThreads, 1), RowWorkers.MaxParts));
             fixed (float* g = gradient)
             {
                 var work = new RangeWork<TKernel>(kernel, vocabularySize, gradient.IsEmpty ? null : g, valueScale, divisor, values, weights);
@@ -129,27 +128,36 @@ internal static unsafe class LossDriver
     }
 
     /// <summary>The state one call shares between its threads.</summary>
-    private readonly struct RangeWork<TKernel>(TKernel kernel, int vocabularySize, float* gradient, double valueScale, double divisor, double[] values, float[] weights)
+    internal readonly struct RangeWork<TKernel>(TKernel kernel, int vocabularySize, float* gradient, double valueScale, double divisor, double[] values, float[] weights)
         where TKernel : struct, IRowKernel
     {
         public RowFailure ProcessParallel(int rows, int threads)
         {
-            var failures = new RowFailure[threads];
-            RangeWork<TKernel> self = this;
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, k =>
+            RangeJob<TKernel> job = RangeJob<TKernel>.ForThisThread();
+            job.Work = this;
+            job.Rows = rows;
+            job.Parts = threads;
+            try
             {
-                failures[k] = self.Process((int)((long)rows * k / threads), (int)((long)rows * (k + 1) / threads));
-            });
-
-            foreach (RowFailure f in failures)
-            {
-                if (f.Status != RowStatus.Ok)
+                if (!RowWorkers.TryRun(job, threads))
                 {
-                    return f;
+                    return Process(0, rows); // the pool is busy with another call: same rows, same result, one thread
                 }
-            }
 
-            return default;
+                for (int k = 0; k < threads; k++)
+                {
+                    if (job.Failures[k].Status != RowStatus.Ok)
+                    {
+                        return job.Failures[k];
+                    }
+                }
+
+                return default;
+            }
+            finally
+            {
+                job.Work = default;
+            }
         }
 
         public RowFailure Process(int first, int end)
@@ -198,6 +206,27 @@ internal static unsafe class LossDriver
             return default;
         }
     }
+}
+
+/// <summary>A call's rows split into contiguous parts; cached per thread and kernel type so a call allocates nothing.</summary>
+internal sealed class RangeJob<TKernel> : IRangeJob
+    where TKernel : struct, IRowKernel
+{
+    [ThreadStatic]
+    private static RangeJob<TKernel>? _cached;
+
+    public RowFailure[] Failures { get; } = new RowFailure[RowWorkers.MaxParts];
+
+    public LossDriver.RangeWork<TKernel> Work { get; set; }
+
+    public int Rows { get; set; }
+
+    public int Parts { get; set; }
+
+    public static RangeJob<TKernel> ForThisThread() => _cached ??= new RangeJob<TKernel>();
+
+    public void Run(int part) =>
+        Failures[part] = Work.Process((int)((long)Rows * part / Parts), (int)((long)Rows * (part + 1) / Parts));
 }
 
 /// <summary>The first row a kernel rejected (or <see cref="RowStatus.Ok"/>).</summary>
