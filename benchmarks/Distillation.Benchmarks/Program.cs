@@ -20,7 +20,11 @@ IConfig config = smoke
     : DefaultConfig.Instance;
 if (smoke)
 {
-    KernelBenchmarks.SmokeSizes = true;
+    Shapes.Smoke = true;
+    if (!BaselineCheck.Run())
+    {
+        Environment.Exit(1);
+    }
 }
 
-BenchmarkSwitcher.FromAssembly(typeof(KernelBenchmarks).Assembly).Run(rest.Length == 0 ? ["--filter", "*"] : rest, config);
+BenchmarkSwitcher.FromAssembly(typeof(LossBenchmarks).Assembly).Run(rest.Length == 0 ? ["--filter", "*"] : rest, config);
