@@ -23,17 +23,24 @@ public readonly struct TeacherDistribution
     /// <summary>The tolerance on a probability row's sum: |Σ p − 1| must not exceed it.</summary>
     public const float ProbabilitySumTolerance = 1e-3f;
 
-    private TeacherDistribution(ReadOnlyMemory<float> values, DistributionKind kind, int vocabularySize, int rows, SequenceLayout? layout)
+    private TeacherDistribution(ReadOnlyMemory<float> values, DistributionKind kind, int vocabularySize, int rows, SequenceLayout? layout, ReadOnlyMemory<Half> halfValues = default)
     {
         Values = values;
+        HalfValues = halfValues;
         Kind = kind;
         VocabularySize = vocabularySize;
         RowCount = rows;
         Layout = layout;
     }
 
-    /// <summary>The raw numbers, <see cref="RowCount"/> × <see cref="VocabularySize"/>, row-major.</summary>
+    /// <summary>The raw numbers, <see cref="RowCount"/> × <see cref="VocabularySize"/>, row-major; empty when the teacher is stored as <see cref="Half"/>.</summary>
     public ReadOnlyMemory<float> Values { get; }
+
+    /// <summary>The raw numbers when the teacher was created from half-precision storage (offline teachers often are); empty otherwise.</summary>
+    public ReadOnlyMemory<Half> HalfValues { get; }
+
+    /// <summary>Whether the numbers are stored as <see cref="Half"/> (read from <see cref="HalfValues"/>, 2 bytes each, widened to float as they are read).</summary>
+    public bool IsHalfPrecision => !HalfValues.IsEmpty;
 
     /// <summary>What the numbers are: logits, log-probabilities or probabilities.</summary>
     public DistributionKind Kind { get; }
@@ -56,6 +63,41 @@ public readonly struct TeacherDistribution
     /// <exception cref="ArgumentException">The length is not a multiple of V, or the layout's row count differs.</exception>
     public static TeacherDistribution FromLogits(ReadOnlyMemory<float> logits, int vocabularySize, SequenceLayout? layout = null) =>
         new(logits, DistributionKind.Logits, vocabularySize, DistributionShape.Rows(logits.Length, vocabularySize, layout, nameof(logits)), layout);
+
+    /// <summary>
+    /// A teacher given as half-precision logits, as an offline teacher stores them: 2 bytes per value are read and
+    /// widened to float exactly (every Half is a float); the loss is then the same as for the widened float logits.
+    /// </summary>
+    /// <param name="logits">Rows × V logits, row-major. −∞ marks an impossible token.</param>
+    /// <param name="vocabularySize">V, at least 1.</param>
+    /// <param name="layout">Optional sequence layout and padding mask; its row count must match.</param>
+    /// <returns>A view over <paramref name="logits"/>.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="vocabularySize"/> is less than 1.</exception>
+    /// <exception cref="ArgumentException">The length is not a multiple of V, or the layout's row count differs.</exception>
+    public static TeacherDistribution FromLogits(ReadOnlyMemory<Half> logits, int vocabularySize, SequenceLayout? layout = null) =>
+        new(default, DistributionKind.Logits, vocabularySize, DistributionShape.Rows(logits.Length, vocabularySize, layout, nameof(logits)), layout, logits);
+
+    /// <summary>A teacher given as half-precision log-probabilities (widened to float exactly as they are read).</summary>
+    /// <param name="logProbabilities">Rows × V log-probabilities, row-major. −∞ marks an impossible token.</param>
+    /// <param name="vocabularySize">V, at least 1.</param>
+    /// <param name="layout">Optional sequence layout and padding mask; its row count must match.</param>
+    /// <returns>A view over <paramref name="logProbabilities"/>.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="vocabularySize"/> is less than 1.</exception>
+    /// <exception cref="ArgumentException">The length is not a multiple of V, or the layout's row count differs.</exception>
+    public static TeacherDistribution FromLogProbabilities(ReadOnlyMemory<Half> logProbabilities, int vocabularySize, SequenceLayout? layout = null) =>
+        new(default, DistributionKind.LogProbabilities, vocabularySize, DistributionShape.Rows(logProbabilities.Length, vocabularySize, layout, nameof(logProbabilities)), layout, logProbabilities);
+
+    /// <summary>A teacher row widened to float: the row itself, or its Half values converted into <paramref name="buffer"/>.</summary>
+    internal ReadOnlySpan<float> Row(int row, Span<float> buffer)
+    {
+        if (!IsHalfPrecision)
+        {
+            return Values.Span.Slice(row * VocabularySize, VocabularySize);
+        }
+
+        System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(HalfValues.Span.Slice(row * VocabularySize, VocabularySize), buffer[..VocabularySize]);
+        return buffer[..VocabularySize];
+    }
 
     /// <summary>A teacher given as log-probabilities (for example log_softmax output or an inference server's log-probabilities): p_t ∝ exp(logp / T).</summary>
     /// <param name="logProbabilities">Rows × V log-probabilities, row-major. −∞ marks an impossible token.</param>

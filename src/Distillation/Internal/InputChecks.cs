@@ -28,14 +28,27 @@ internal static class InputChecks
         }
     }
 
-    public static void Output(Span<float> output, int expected, string paramName, ReadOnlySpan<float> teacher, ReadOnlySpan<float> student, string what)
+    /// <summary>The teacher buffer a failed row is described from (Half rows are widened into a new array: an error path).</summary>
+    public static ReadOnlySpan<float> TeacherRowForMessage(in LossCall call, RowFailure failure)
+    {
+        if (call.TeacherHalf.IsEmpty)
+        {
+            return call.Teacher;
+        }
+
+        var widened = new float[call.TeacherHalf.Length];
+        System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(call.TeacherHalf, widened);
+        return widened;
+    }
+
+    public static void Output(Span<float> output, int expected, string paramName, ReadOnlySpan<float> teacher, ReadOnlySpan<float> student, string what, ReadOnlySpan<Half> teacherHalf = default)
     {
         if (output.Length != expected)
         {
             ThrowHelper.Argument(paramName, ThrowHelper.Format($"The {what} buffer has {output.Length} entries; it must have exactly {expected}."));
         }
 
-        if (output.Overlaps(teacher) || output.Overlaps(student))
+        if (output.Overlaps(teacher) || output.Overlaps(student) || System.Runtime.InteropServices.MemoryMarshal.AsBytes(output).Overlaps(System.Runtime.InteropServices.MemoryMarshal.AsBytes(teacherHalf)))
         {
             ThrowHelper.Argument(paramName, ThrowHelper.Format($"The {what} buffer overlaps an input buffer; inputs are never overwritten, so give it its own memory."));
         }

@@ -9,6 +9,9 @@ internal readonly ref struct LossCall
 {
     public ReadOnlySpan<float> Teacher { get; init; }
 
+    /// <summary>The teacher's values when stored as Half (then <see cref="Teacher"/> is empty).</summary>
+    public ReadOnlySpan<Half> TeacherHalf { get; init; }
+
     public DistributionKind TeacherKind { get; init; }
 
     public ReadOnlySpan<float> Student { get; init; }
@@ -114,7 +117,7 @@ internal static unsafe class LossEngine
         LossResult result = LossDriver.Run(kernel, call.VocabularySize, selection, call.WantsGradient ? call.Gradient : default, call.RowLosses, call.Reduction, valueScale, call.MaxThreads, out RowFailure failure);
         if (failure.Status != RowStatus.Ok)
         {
-            throw InputChecks.RowFailure(failure, call.Teacher, call.TeacherKind, call.Student, call.StudentKind == 0 ? DistributionKind.Logits : call.StudentKind, call.VocabularySize, call.TeacherName, call.StudentName);
+            throw InputChecks.RowFailure(failure, InputChecks.TeacherRowForMessage(call, failure), call.TeacherKind, call.Student, call.StudentKind == 0 ? DistributionKind.Logits : call.StudentKind, call.VocabularySize, call.TeacherName, call.StudentName);
         }
 
         return result;
@@ -129,7 +132,7 @@ internal static unsafe class LossEngine
 
         if (call.WantsGradient)
         {
-            InputChecks.Output(call.Gradient, call.Rows * call.VocabularySize, call.GradientName, call.Teacher, call.Student, "gradient");
+            InputChecks.Output(call.Gradient, call.Rows * call.VocabularySize, call.GradientName, call.Teacher, call.Student, "gradient", call.TeacherHalf);
         }
 
         InputChecks.RowLosses(call.RowLosses, call.Reduction, call.Rows, call.WantsGradient ? call.Gradient : default, call.Teacher, call.Student, call.RowLossesName);
@@ -153,9 +156,10 @@ internal readonly unsafe ref struct DivergenceRun(in LossCall call, float temper
         where TOp : struct, IDivergenceOp
     {
         fixed (float* t = _call.Teacher)
+        fixed (Half* th = _call.TeacherHalf)
         fixed (float* s = _call.Student)
         {
-            var kernel = new DivergenceRowKernel<TOp>(op, t, _call.TeacherKind, s, _call.VocabularySize, temperature, _call.Path);
+            var kernel = new DivergenceRowKernel<TOp>(op, t, _call.TeacherKind, s, _call.VocabularySize, temperature, _call.Path, th);
             return LossEngine.Drive(kernel, valueScale, _call);
         }
     }

@@ -1,3 +1,4 @@
+using System;
 using System.Runtime.Intrinsics;
 using Distillation.Kernels.Divergences;
 
@@ -18,7 +19,7 @@ internal unsafe interface IRowKernel
 }
 
 /// <summary>A divergence between teacher and student rows, on the chosen kernel path.</summary>
-internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher, DistributionKind teacherKind, float* student, int vocabularySize, float temperature, KernelPath path) : IRowKernel
+internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher, DistributionKind teacherKind, float* student, int vocabularySize, float temperature, KernelPath path, Half* teacherHalf = null) : IRowKernel
     where TOp : struct, IDivergenceOp
 {
     public int ScratchFloats(int vocabularySize) => (3 * vocabularySize) + FusedKernels.ChunkShiftFloats(vocabularySize);
@@ -31,6 +32,13 @@ internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher,
         float invT = 1f / temperature;
         float coef = scale * invT;
         float* expT = scratch, expS = scratch + n, logT = scratch + (2 * n), shifts = scratch + (3 * n);
+        if (teacherHalf != null)
+        {
+            // Half storage: 2 bytes per value read once and widened exactly into the per-thread row buffer.
+            System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(teacherHalf + ((nint)row * n), n), new Span<float>(logT, n));
+            t = logT;
+        }
+
         return KernelPaths.ForRow(path, n) switch
         {
             KernelPath.Vector512 when TOp.IsTeacherWeighted => FusedKernels.TeacherWeightedRow<Simd512, Vector512<float>, TOp>(t, teacherKind, s, n, invT, gradient, coef, expT, expS, logT, shifts, out value),

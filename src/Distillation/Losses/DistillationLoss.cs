@@ -113,6 +113,7 @@ public sealed class DistillationLoss
         var call = new LossCall
         {
             Teacher = teacher.Values.Span,
+            TeacherHalf = teacher.HalfValues.Span,
             TeacherKind = teacher.Kind,
             Student = student.Values.Span,
             StudentKind = student.Kind,

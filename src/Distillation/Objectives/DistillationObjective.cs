@@ -112,6 +112,7 @@ public sealed class DistillationObjective
         var call = new LossCall
         {
             Teacher = teacher.Values.Span,
+            TeacherHalf = teacher.HalfValues.Span,
             TeacherKind = teacher.Kind,
             Student = student.Values.Span,
             StudentKind = student.Kind,
@@ -198,7 +199,7 @@ public sealed class DistillationObjective
     /// <summary>λ_r and the hard-label weight of every row (0 for rows outside the selection); returns Σ λ_r over real rows.</summary>
     private double TokenLambdas(TeacherDistribution teacher, TokenLabels labels, SequenceLayout? layout, double lambda, Span<float> kdWeights, Span<float> lmWeights, bool interpolated)
     {
-        ReadOnlySpan<float> values = teacher.Values.Span;
+        float[]? widened = teacher.IsHalfPrecision && Options.TokenWeighting != TokenWeighting.None ? ArrayPool<float>.Shared.Rent(teacher.VocabularySize) : null;
         ReadOnlySpan<bool> mask = layout is null ? default : layout.Mask.Span;
         ReadOnlySpan<int> ids = labels.Ids.Span;
         int vocab = teacher.VocabularySize;
@@ -211,7 +212,7 @@ public sealed class DistillationObjective
                 continue;
             }
 
-            ReadOnlySpan<float> row = values.Slice(r * vocab, vocab);
+            ReadOnlySpan<float> row = Options.TokenWeighting == TokenWeighting.None ? default : teacher.Row(r, widened);
             double factor = Options.TokenWeighting switch
             {
                 TokenWeighting.TeacherConfidence => RowStatistics.MaxProbability(row, teacher.Kind),
@@ -224,6 +225,11 @@ public sealed class DistillationObjective
             sum += tokenLambda;
         }
 
+        if (widened is not null)
+        {
+            ArrayPool<float>.Shared.Return(widened);
+        }
+
         return sum;
     }
 
@@ -232,8 +238,9 @@ public sealed class DistillationObjective
     {
         int vocab = teacher.VocabularySize;
         LossResult teacherEntropy = LossEngine.Entropy(Options.Temperature, call with { WantsGradient = false, Gradient = default });
-        LossResult studentEntropy = LossEngine.Entropy(Options.Temperature, call with { WantsGradient = false, Gradient = default, Teacher = call.Student, TeacherKind = student.Kind, TeacherName = call.StudentName });
-        ReadOnlySpan<float> t = teacher.Values.Span, s = student.Values.Span;
+        LossResult studentEntropy = LossEngine.Entropy(Options.Temperature, call with { WantsGradient = false, Gradient = default, Teacher = call.Student, TeacherHalf = default, TeacherKind = student.Kind, TeacherName = call.StudentName });
+        ReadOnlySpan<float> s = student.Values.Span;
+        float[]? widened = teacher.IsHalfPrecision ? ArrayPool<float>.Shared.Rent(vocab) : null;
         ReadOnlySpan<bool> mask = call.Layout is null ? default : call.Layout.Mask.Span;
         ReadOnlySpan<int> ids = labels.Ids.Span;
         int real = 0, agree = 0, correct = 0;
@@ -244,10 +251,15 @@ public sealed class DistillationObjective
                 continue;
             }
 
-            int top = RowStatistics.ArgMax(t.Slice(r * vocab, vocab));
+            int top = RowStatistics.ArgMax(teacher.Row(r, widened));
             real++;
             agree += top == RowStatistics.ArgMax(s.Slice(r * vocab, vocab)) ? 1 : 0;
             correct += top == ids[r] ? 1 : 0;
+        }
+
+        if (widened is not null)
+        {
+            ArrayPool<float>.Shared.Return(widened);
         }
 
         double n = Math.Max(real, 1);
@@ -264,12 +276,13 @@ internal readonly unsafe ref struct ObjectiveRun(in LossCall call, float tempera
         where TOp : struct, IDivergenceOp
     {
         fixed (float* t = _call.Teacher)
+        fixed (Half* th = _call.TeacherHalf)
         fixed (float* s = _call.Student)
         fixed (int* y = _call.Labels.Ids.Span)
         {
             int vocab = _call.VocabularySize;
             var kernel = new ObjectiveRowKernel<TOp>(
-                new DivergenceRowKernel<TOp>(op, t, _call.TeacherKind, s, vocab, temperature, _call.Path),
+                new DivergenceRowKernel<TOp>(op, t, _call.TeacherKind, s, vocab, temperature, _call.Path, th),
                 new LabelRowKernel(s, y, vocab, labelSmoothing, 1f, _call.Path),
                 new LabelRowKernel(s, y, vocab, labelSmoothing, 1f, _call.Path, accumulate: true),
                 kdWeights,
