@@ -332,7 +332,7 @@ internal static unsafe class FusedKernels
         // x = (v − shift)/T as one FMA, v·(1/T) − shift/T: every x in the chunk carries the same rounding offset,
         // which cancels between Σ e·x / Z and log Z.
         TV vInvT = TS.Splat(invT), vOffT = TS.Splat(-shiftT * invT), vOffS = TS.Splat(-shiftS * invT);
-        TV accZT = TS.Zero, accZS = TS.Zero, accC = TS.Zero, accB = TS.Zero;
+        TV accZT = TS.Zero, accZS = TS.Zero, accC = TS.Zero, accB = TS.Zero, vLowest = TS.Splat(float.MinValue);
         int w = TS.Count, i = 0;
         for (; i + w <= n; i += w)
         {
@@ -341,12 +341,13 @@ internal static unsafe class FusedKernels
             TV et = SimdMath.Exp<TS, TV>(xt), es = SimdMath.Exp<TS, TV>(xs);
             TS.Store(et, expT + i);
             TS.Store(es, expS + i);
-            // Only entries the teacher weighs enter C and B, so a −∞ logit of weight 0 never gives 0 · ∞.
-            TV weighted = TS.GreaterThan(et, TS.Zero);
+            // C = Σ e_t x_t: x_t is floored at −FLT_MAX so that e_t = 0 at a −∞ teacher logit gives 0, not 0 · ∞.
+            // B = Σ e_t x_s: x_s is kept only where e_t > 0, so −∞ there (the teacher has mass the student lacks)
+            // makes B = −∞ exactly, while a −∞ logit of weight 0 contributes 0.
             accZT = TS.Add(accZT, et);
             accZS = TS.Add(accZS, es);
-            accC = TS.Add(accC, TS.Select(weighted, TS.Multiply(et, xt), TS.Zero));
-            accB = TS.Add(accB, TS.Select(weighted, TS.Multiply(et, xs), TS.Zero));
+            accC = TS.MultiplyAdd(et, TS.Max(xt, vLowest), accC);
+            accB = TS.MultiplyAdd(et, TS.Select(TS.GreaterThan(et, TS.Zero), xs, TS.Zero), accB);
         }
 
         if (i < n)
