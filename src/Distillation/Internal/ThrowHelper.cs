@@ -17,6 +17,17 @@ internal static class ThrowHelper
 
     public static string Format(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 
+    /// <summary>Validates a thread count: at least 1.</summary>
+    public static int CheckDegreeOfParallelism(int value, string paramName)
+    {
+        if (value < 1)
+        {
+            OutOfRange(paramName, value, "At least one thread is needed.");
+        }
+
+        return value;
+    }
+
     /// <summary>The smallest temperature accepted: below it, logits ÷ T overflow float32 long before they are meaningful.</summary>
     public const float MinTemperature = 1e-6f;
 

@@ -22,26 +22,16 @@ internal static unsafe class FusedKernels
     private const int FlushEvery = 64;
 
     /// <summary>
-    /// One divergence row. Scratch: <paramref name="expT"/> and <paramref name="expS"/> hold n floats each, and
-    /// <paramref name="logT"/> n floats when the teacher is given as probabilities.
+    /// One divergence row over teacher logits (or log-probabilities). Scratch: <paramref name="expT"/> and
+    /// <paramref name="expS"/> hold n floats each.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static RowStatus DivergenceRow<TS, TV, TOp>(in TOp op, float* teacher, DistributionKind teacherKind, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* logT, out double value)
+    public static RowStatus DivergenceRow<TS, TV, TOp>(in TOp op, float* teacher, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, out double value)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
     {
         value = 0;
-        if (teacherKind == DistributionKind.Probabilities)
-        {
-            RowStatus probabilityStatus = LogOfProbabilities<TS, TV>(teacher, n, logT);
-            if (probabilityStatus != RowStatus.Ok)
-            {
-                return probabilityStatus;
-            }
-
-            teacher = logT;
-        }
 
         float maxT = MaxOf<TS, TV>(teacher, n), maxS = MaxOf<TS, TV>(student, n);
         RowStatus status = CheckMax(maxT, isTeacher: true);
@@ -140,22 +130,12 @@ internal static unsafe class FusedKernels
     /// distribution, no log per element, inputs read once and the gradient written once.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static RowStatus TeacherWeightedRow<TS, TV, TOp>(float* teacher, DistributionKind teacherKind, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* logT, float* shifts, out double value)
+    public static RowStatus TeacherWeightedRow<TS, TV, TOp>(float* teacher, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* shifts, out double value)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
     {
         value = 0;
-        if (teacherKind == DistributionKind.Probabilities)
-        {
-            RowStatus probabilityStatus = LogOfProbabilities<TS, TV>(teacher, n, logT);
-            if (probabilityStatus != RowStatus.Ok)
-            {
-                return probabilityStatus;
-            }
-
-            teacher = logT;
-        }
 
         // Running statistics, relative to the running maxima maxT and maxS (raw logit units):
         // zT = Σ e^{(t − maxT)/T}, zS likewise, sc = Σ e^{(t − maxT)/T} (t − maxT)/T, sb = Σ e^{(t − maxT)/T} (s − maxS)/T.
@@ -487,7 +467,7 @@ internal static unsafe class FusedKernels
     /// <summary>
     /// Validates probabilities (≥ 0, finite, Σ within tolerance of 1) and writes log p_j to <paramref name="logs"/>.
     /// </summary>
-    private static RowStatus LogOfProbabilities<TS, TV>(float* p, int n, float* logs)
+    internal static RowStatus LogOfProbabilities<TS, TV>(float* p, int n, float* logs)
         where TS : ISimd<TV>
         where TV : struct
     {

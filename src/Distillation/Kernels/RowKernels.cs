@@ -39,12 +39,28 @@ internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher,
             t = logT;
         }
 
-        return KernelPaths.ForRow(path, n) switch
+        KernelPath rowPath = KernelPaths.ForRow(path, n);
+        if (teacherKind == DistributionKind.Probabilities && rowPath != KernelPath.Scalar)
         {
-            KernelPath.Vector512 when TOp.IsTeacherWeighted => FusedKernels.TeacherWeightedRow<Simd512, Vector512<float>, TOp>(t, teacherKind, s, n, invT, gradient, coef, expT, expS, logT, shifts, out value),
-            KernelPath.Vector256 when TOp.IsTeacherWeighted => FusedKernels.TeacherWeightedRow<Simd256, Vector256<float>, TOp>(t, teacherKind, s, n, invT, gradient, coef, expT, expS, logT, shifts, out value),
-            KernelPath.Vector512 => FusedKernels.DivergenceRow<Simd512, Vector512<float>, TOp>(op, t, teacherKind, s, n, invT, gradient, coef, expT, expS, logT, out value),
-            KernelPath.Vector256 => FusedKernels.DivergenceRow<Simd256, Vector256<float>, TOp>(op, t, teacherKind, s, n, invT, gradient, coef, expT, expS, logT, out value),
+            // The vector kernels take logits: validate the probabilities and take their logarithms once, here.
+            RowStatus status = rowPath == KernelPath.Vector512
+                ? FusedKernels.LogOfProbabilities<Simd512, Vector512<float>>(t, n, logT)
+                : FusedKernels.LogOfProbabilities<Simd256, Vector256<float>>(t, n, logT);
+            if (status != RowStatus.Ok)
+            {
+                value = 0;
+                return status;
+            }
+
+            t = logT;
+        }
+
+        return rowPath switch
+        {
+            KernelPath.Vector512 when TOp.IsTeacherWeighted => FusedKernels.TeacherWeightedRow<Simd512, Vector512<float>, TOp>(t, s, n, invT, gradient, coef, expT, expS, shifts, out value),
+            KernelPath.Vector256 when TOp.IsTeacherWeighted => FusedKernels.TeacherWeightedRow<Simd256, Vector256<float>, TOp>(t, s, n, invT, gradient, coef, expT, expS, shifts, out value),
+            KernelPath.Vector512 => FusedKernels.DivergenceRow<Simd512, Vector512<float>, TOp>(op, t, s, n, invT, gradient, coef, expT, expS, out value),
+            KernelPath.Vector256 => FusedKernels.DivergenceRow<Simd256, Vector256<float>, TOp>(op, t, s, n, invT, gradient, coef, expT, expS, out value),
             _ => ReferenceKernels.DivergenceRow(op, t, teacherKind, s, n, 1.0 / temperature, gradient, (double)scale / temperature, out value),
         };
     }

@@ -60,15 +60,7 @@ public sealed class DistillationLoss
     public int MaxDegreeOfParallelism
     {
         get => _maxDegreeOfParallelism;
-        init
-        {
-            if (value < 1)
-            {
-                ThrowHelper.OutOfRange(nameof(MaxDegreeOfParallelism), value, "At least one thread is needed.");
-            }
-
-            _maxDegreeOfParallelism = value;
-        }
+        init => _maxDegreeOfParallelism = ThrowHelper.CheckDegreeOfParallelism(value, nameof(MaxDegreeOfParallelism));
     }
 
     /// <summary>

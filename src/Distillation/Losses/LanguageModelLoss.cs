@@ -39,15 +39,7 @@ public sealed class LanguageModelLoss
     public int MaxDegreeOfParallelism
     {
         get => _maxDegreeOfParallelism;
-        init
-        {
-            if (value < 1)
-            {
-                ThrowHelper.OutOfRange(nameof(MaxDegreeOfParallelism), value, "At least one thread is needed.");
-            }
-
-            _maxDegreeOfParallelism = value;
-        }
+        init => _maxDegreeOfParallelism = ThrowHelper.CheckDegreeOfParallelism(value, nameof(MaxDegreeOfParallelism));
     }
 
     /// <summary>Computes the loss and writes its gradient with respect to the student's logits.</summary>

@@ -126,16 +126,15 @@ public sealed record ConstantLambda : LambdaSchedule
     protected override double Evaluate(long step) => Value;
 }
 
-/// <summary>λ linear from <see cref="From"/> to <see cref="To"/> over <see cref="Steps"/> steps, then constant.</summary>
-public sealed record LinearLambda : LambdaSchedule
+/// <summary>A move of λ from <see cref="From"/> (step 0) to <see cref="To"/> (step <see cref="Steps"/>), then constant; the shape is the subclass's.</summary>
+public abstract record RampLambda : LambdaSchedule
 {
-    /// <summary>Creates the schedule.</summary>
+    /// <summary>Validates and stores the ramp's ends.</summary>
     /// <param name="from">λ at step 0.</param>
     /// <param name="to">λ from <paramref name="steps"/> on.</param>
     /// <param name="steps">The ramp length, at least 1.</param>
     /// <exception cref="ArgumentOutOfRangeException">A λ is outside [0, 1] or <paramref name="steps"/> &lt; 1.</exception>
-    [JsonConstructor]
-    public LinearLambda(double from, double to, long steps)
+    protected RampLambda(double from, double to, long steps)
     {
         From = CheckLambda(from, nameof(from));
         To = CheckLambda(to, nameof(to));
@@ -152,11 +151,34 @@ public sealed record LinearLambda : LambdaSchedule
     public long Steps { get; }
 
     /// <inheritdoc />
-    protected override double Evaluate(long step) => step >= Steps ? To : From + ((To - From) * step / Steps);
+    protected sealed override double Evaluate(long step) => step >= Steps ? To : From + ((To - From) * Progress((double)step / Steps));
+
+    /// <summary>How far along the ramp λ is, in [0, 1], at a fraction in [0, 1) of the steps (0 at 0).</summary>
+    /// <param name="fraction">step / Steps.</param>
+    /// <returns>The progress from <see cref="From"/> to <see cref="To"/>.</returns>
+    protected abstract double Progress(double fraction);
 }
 
-/// <summary>λ along half a cosine from <see cref="From"/> to <see cref="To"/> over <see cref="Steps"/> steps, then constant.</summary>
-public sealed record CosineLambda : LambdaSchedule
+/// <summary>λ linear from <see cref="RampLambda.From"/> to <see cref="RampLambda.To"/> over <see cref="RampLambda.Steps"/> steps, then constant.</summary>
+public sealed record LinearLambda : RampLambda
+{
+    /// <summary>Creates the schedule.</summary>
+    /// <param name="from">λ at step 0.</param>
+    /// <param name="to">λ from <paramref name="steps"/> on.</param>
+    /// <param name="steps">The ramp length, at least 1.</param>
+    /// <exception cref="ArgumentOutOfRangeException">A λ is outside [0, 1] or <paramref name="steps"/> &lt; 1.</exception>
+    [JsonConstructor]
+    public LinearLambda(double from, double to, long steps)
+        : base(from, to, steps)
+    {
+    }
+
+    /// <inheritdoc />
+    protected override double Progress(double fraction) => fraction;
+}
+
+/// <summary>λ along half a cosine from <see cref="RampLambda.From"/> to <see cref="RampLambda.To"/> over <see cref="RampLambda.Steps"/> steps, then constant.</summary>
+public sealed record CosineLambda : RampLambda
 {
     /// <summary>Creates the schedule.</summary>
     /// <param name="from">λ at step 0.</param>
@@ -165,24 +187,12 @@ public sealed record CosineLambda : LambdaSchedule
     /// <exception cref="ArgumentOutOfRangeException">A λ is outside [0, 1] or <paramref name="steps"/> &lt; 1.</exception>
     [JsonConstructor]
     public CosineLambda(double from, double to, long steps)
+        : base(from, to, steps)
     {
-        From = CheckLambda(from, nameof(from));
-        To = CheckLambda(to, nameof(to));
-        Steps = CheckSteps(steps, nameof(steps));
     }
 
-    /// <summary>λ at step 0.</summary>
-    public double From { get; }
-
-    /// <summary>λ at and after <see cref="Steps"/>.</summary>
-    public double To { get; }
-
-    /// <summary>The curve length.</summary>
-    public long Steps { get; }
-
     /// <inheritdoc />
-    protected override double Evaluate(long step) =>
-        step >= Steps ? To : From + ((To - From) * 0.5 * (1 - Math.Cos(Math.PI * step / Steps)));
+    protected override double Progress(double fraction) => 0.5 * (1 - Math.Cos(Math.PI * fraction));
 }
 
 /// <summary>λ = To + (From − To)·2^(−step/HalfLife).</summary>
