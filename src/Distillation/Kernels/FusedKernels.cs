@@ -29,7 +29,7 @@ internal static unsafe class FusedKernels
     /// Scratch: <paramref name="expT"/>, <paramref name="expS"/> of n floats and the chunk shifts.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static RowStatus DivergenceRow<TS, TV, TOp>(in TOp op, float* teacher, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* shifts, out double value)
+    public static RowStatus DivergenceRow<TS, TV, TOp>(in TOp op, float* teacher, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* shifts, bool streaming, out double value)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
@@ -87,7 +87,14 @@ internal static unsafe class FusedKernels
             if (infinite)
             {
                 // An infinite row keeps the finite forward-KL gradient coef · (q − p).
-                RescaleStreaming<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
+                if (streaming)
+                {
+                    RescaleStreaming<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
+                }
+                else
+                {
+                    Rescale<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
+                }
             }
             else
             {
@@ -120,7 +127,7 @@ internal static unsafe class FusedKernels
     /// distribution, no log per element, inputs read once and the gradient written once.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static RowStatus TeacherWeightedRow<TS, TV, TOp>(float* teacher, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* shifts, out double value)
+    public static RowStatus TeacherWeightedRow<TS, TV, TOp>(float* teacher, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* shifts, bool streaming, out double value)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
@@ -143,7 +150,14 @@ internal static unsafe class FusedKernels
         {
             int len = ChunkLength(n - c0);
             (float cp, float cq) = row.ChunkFactors(shifts, chunk, invT);
-            RescaleStreaming<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
+            if (streaming)
+                {
+                    RescaleStreaming<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
+                }
+                else
+                {
+                    Rescale<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
+                }
             c0 += len;
         }
 
@@ -422,7 +436,8 @@ internal static unsafe class FusedKernels
 
     /// <summary>
     /// destination_j = a_j · ca + b_j · cb for a destination that is neither source, written with non-temporal stores
-    /// (the gradient is not read again by this call, so it should not evict the inputs from cache). The head up to
+    /// (callers that read the gradient again right away, as the combined objective does, ask for ordinary stores
+    /// instead). The head up to
     /// the first aligned vector and the overlapping tail use ordinary stores; overlapping lanes get equal values.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
