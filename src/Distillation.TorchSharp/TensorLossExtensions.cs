@@ -43,8 +43,12 @@ public static class TensorLossExtensions
     /// <exception cref="ArgumentNullException"><paramref name="loss"/>, <paramref name="teacherLogits"/> or <paramref name="studentLogits"/> is null.</exception>
     /// <exception cref="ArgumentException">A tensor is disposed, not on the CPU, of the wrong type or shape; the teacher requires a gradient; or a value is invalid (see <see cref="DistillationLoss.Compute"/>).</exception>
     /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, V) and not the ignore index.</exception>
-    public static torch.Tensor Compute(this DistillationLoss loss, torch.Tensor teacherLogits, torch.Tensor studentLogits, Reduction reduction = default, torch.Tensor? labels = null, torch.Tensor? paddingMask = null, int ignoreIndex = TokenLabels.DefaultIgnoreIndex) =>
-        Compute(loss, TeacherTensor.FromLogits(teacherLogits), StudentTensor.FromLogits(studentLogits), reduction, labels, paddingMask, ignoreIndex);
+    public static torch.Tensor Compute(this DistillationLoss loss, torch.Tensor teacherLogits, torch.Tensor studentLogits, Reduction reduction = default, torch.Tensor? labels = null, torch.Tensor? paddingMask = null, int ignoreIndex = TokenLabels.DefaultIgnoreIndex)
+    {
+        ArgumentNullException.ThrowIfNull(teacherLogits);
+        ArgumentNullException.ThrowIfNull(studentLogits);
+        return Compute(loss, TeacherTensor.FromLogits(teacherLogits), StudentTensor.FromLogits(studentLogits), reduction, labels, paddingMask, ignoreIndex);
+    }
 
     /// <summary>The distillation loss of a student against a teacher given as logits, log-probabilities or probabilities.</summary>
     /// <param name="loss">The loss (divergence, temperature, T² scaling, threads).</param>
@@ -103,8 +107,11 @@ public static class TensorLossExtensions
     /// <exception cref="ArgumentNullException"><paramref name="loss"/>, <paramref name="studentLogits"/> or <paramref name="labels"/> is null.</exception>
     /// <exception cref="ArgumentException">A tensor is disposed, not on the CPU, of the wrong type or shape, or a logit is NaN or +∞ (see <see cref="LanguageModelLoss.Compute"/>).</exception>
     /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, V) and not the ignore index.</exception>
-    public static torch.Tensor Compute(this LanguageModelLoss loss, torch.Tensor studentLogits, torch.Tensor labels, Reduction reduction = default, torch.Tensor? paddingMask = null, int ignoreIndex = TokenLabels.DefaultIgnoreIndex) =>
-        Compute(loss, StudentTensor.FromLogits(studentLogits), labels, reduction, paddingMask, ignoreIndex);
+    public static torch.Tensor Compute(this LanguageModelLoss loss, torch.Tensor studentLogits, torch.Tensor labels, Reduction reduction = default, torch.Tensor? paddingMask = null, int ignoreIndex = TokenLabels.DefaultIgnoreIndex)
+    {
+        ArgumentNullException.ThrowIfNull(studentLogits);
+        return Compute(loss, StudentTensor.FromLogits(studentLogits), labels, reduction, paddingMask, ignoreIndex);
+    }
 
     /// <summary>The hard-label loss of a student given as logits or log-probabilities.</summary>
     /// <param name="loss">The loss (label smoothing, threads).</param>
@@ -164,11 +171,15 @@ public static class TensorLossExtensions
     /// <param name="paddingMask">Optional bool mask [...]: <see langword="false"/> rows are padding, never read.</param>
     /// <param name="ignoreIndex">The label that excludes a row (default −100).</param>
     /// <returns>The objective's total as a scalar tensor.</returns>
-    /// <exception cref="ArgumentNullException"><paramref name="objective"/>, a tensor or <paramref name="labels"/> is null.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="objective"/>, <paramref name="teacherLogits"/>, <paramref name="studentLogits"/> or <paramref name="labels"/> is null.</exception>
     /// <exception cref="ArgumentException">A tensor is disposed, not on the CPU, of the wrong type or shape; the teacher requires a gradient; <see cref="Reduction.None"/> was asked for; or a value is invalid.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, V) and not the ignore index, or <paramref name="step"/> is negative.</exception>
-    public static torch.Tensor Compute(this DistillationObjective objective, torch.Tensor teacherLogits, torch.Tensor studentLogits, torch.Tensor labels, long step, Reduction reduction = default, torch.Tensor? paddingMask = null, int ignoreIndex = TokenLabels.DefaultIgnoreIndex) =>
-        Compute(objective, TeacherTensor.FromLogits(teacherLogits), StudentTensor.FromLogits(studentLogits), labels, step, out _, reduction, paddingMask, ignoreIndex);
+    public static torch.Tensor Compute(this DistillationObjective objective, torch.Tensor teacherLogits, torch.Tensor studentLogits, torch.Tensor labels, long step, Reduction reduction = default, torch.Tensor? paddingMask = null, int ignoreIndex = TokenLabels.DefaultIgnoreIndex)
+    {
+        ArgumentNullException.ThrowIfNull(teacherLogits);
+        ArgumentNullException.ThrowIfNull(studentLogits);
+        return Compute(objective, TeacherTensor.FromLogits(teacherLogits), StudentTensor.FromLogits(studentLogits), labels, step, out _, reduction, paddingMask, ignoreIndex);
+    }
 
     /// <summary>
     /// The distillation objective at <paramref name="step"/>, returning also its parts, λ, the counts and (when asked)

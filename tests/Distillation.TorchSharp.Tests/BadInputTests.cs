@@ -31,6 +31,8 @@ public class BadInputTests
         ((Action)(() => Loss.Compute(default, StudentTensor.FromLogits(student)))).Should().ThrowExactly<ArgumentException>().WithParameterName("teacher");
         ((Action)(() => TeacherTensor.FromLogits(null!))).Should().ThrowExactly<ArgumentNullException>().WithParameterName("logits");
         ((Action)(() => ((DistillationLoss)null!).Compute(teacher, student))).Should().ThrowExactly<ArgumentNullException>().WithParameterName("loss");
+        ((Action)(() => Loss.Compute(null!, student))).Should().ThrowExactly<ArgumentNullException>().WithParameterName("teacherLogits");
+        ((Action)(() => new LanguageModelLoss().Compute((Tensor)null!, Labels([3], 10, 1)))).Should().ThrowExactly<ArgumentNullException>().WithParameterName("studentLogits");
     }
 
     [Fact]
