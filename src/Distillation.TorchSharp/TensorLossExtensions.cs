@@ -67,11 +67,11 @@ public static class TensorLossExtensions
         ArgumentNullException.ThrowIfNull(loss);
         using TensorRows rows = TensorRows.Create(teacher, student, labels, paddingMask, ignoreIndex);
         bool perRow = reduction.Kind == ReductionKind.None;
-        torch.Tensor? rowLosses = perRow ? TensorRows.Empty(rows.LeadingShape, out _) : null;
+        Span<float> rowValues = default;
+        torch.Tensor? rowLosses = perRow ? TensorRows.Empty(rows.LeadingShape, out rowValues) : null;
         torch.Tensor? gradient = null;
         try
         {
-            Span<float> rowValues = rowLosses is null ? default : System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(rowLosses.bytes);
             LossResult result;
             if (WantsGradient(student))
             {
@@ -130,11 +130,11 @@ public static class TensorLossExtensions
         ArgumentNullException.ThrowIfNull(labels);
         using TensorRows rows = TensorRows.Create(null, student, labels, paddingMask, ignoreIndex);
         bool perRow = reduction.Kind == ReductionKind.None;
-        torch.Tensor? rowLosses = perRow ? TensorRows.Empty(rows.LeadingShape, out _) : null;
+        Span<float> rowValues = default;
+        torch.Tensor? rowLosses = perRow ? TensorRows.Empty(rows.LeadingShape, out rowValues) : null;
         torch.Tensor? gradient = null;
         try
         {
-            Span<float> rowValues = rowLosses is null ? default : System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(rowLosses.bytes);
             LossResult result;
             if (WantsGradient(student))
             {
