@@ -340,6 +340,18 @@ public class DistillationLossTests
     }
 
     [Fact]
+    public void AnEmptyBatch_GivesZeroAndAnEmptyGradient()
+    {
+        Tensor student = zeros([0, 7], requires_grad: true);
+
+        Tensor value = new DistillationLoss(Divergence.ForwardKL, 2f).Compute(zeros(0, 7), student);
+        value.backward();
+
+        value.item<float>().Should().Be(0f);
+        student.grad!.shape.Should().Equal(0, 7);
+    }
+
+    [Fact]
     public void InsideADisposeScope_TheStepRunsAndTheGradientOutlivesIt()
     {
         Tensor teacher = Uniform([4, 30], 38), student = Uniform([4, 30], 39, requiresGrad: true);

@@ -150,7 +150,8 @@ internal sealed unsafe class TensorRows : IDisposable
             return tensor;
         }
 
-        torch.Tensor copy = tensor.detach().contiguous();
+        using torch.Tensor detached = tensor.detach();
+        torch.Tensor copy = detached.contiguous();
         _owned.Add(copy);
         return copy;
     }
