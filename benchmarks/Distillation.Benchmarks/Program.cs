@@ -28,9 +28,13 @@ if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable("CustomAfterMicrosof
 }
 
 string[] rest = args.Where(a => a != "--smoke").ToArray();
+// The full matrix: 3 warm-ups and 7 measured iterations in one process per benchmark, about 15–20 minutes in all on
+// the 2-core machine; ratios are read within one run (each benchmark class has its baseline).
 IConfig config = smoke
     ? DefaultConfig.Instance.AddJob(Job.Dry.WithId("smoke")).WithOptions(ConfigOptions.DisableOptimizationsValidator)
-    : DefaultConfig.Instance;
+    : args.Contains("--job")
+        ? DefaultConfig.Instance
+        : DefaultConfig.Instance.AddJob(Job.Default.WithWarmupCount(3).WithIterationCount(7).WithLaunchCount(1).WithId("matrix"));
 if (smoke)
 {
     Shapes.Smoke = true;
