@@ -81,7 +81,7 @@ public sealed class DistillationObjective
     /// <param name="reduction">How rows are combined, the same for both terms (default mean over tokens; not <see cref="Reduction.None"/>).</param>
     /// <param name="computeMetrics">Whether to compute <see cref="ObjectiveMetrics"/> (two more passes over the rows).</param>
     /// <returns>The total, the parts, λ, the counts and the metrics.</returns>
-    /// <exception cref="ArgumentException">As for <see cref="DistillationLoss.Compute"/>; labels are missing; or <see cref="Reduction.None"/> was asked for.</exception>
+    /// <exception cref="ArgumentException">As for <see cref="DistillationLoss.Compute(TeacherDistribution, StudentDistribution, Span{float}, Reduction, TokenLabels, Span{float}, ReadOnlySpan{float})"/>; labels are missing; or <see cref="Reduction.None"/> was asked for.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, V) and not the ignore index, or <paramref name="step"/> is negative.</exception>
     public ObjectiveResult Compute(TeacherDistribution teacher, StudentDistribution student, TokenLabels labels, Span<float> studentGradient, long step, Reduction reduction = default, bool computeMetrics = false) =>
         ComputeCore(teacher, student, labels, studentGradient, step, reduction, computeMetrics, KernelPaths.Best);
