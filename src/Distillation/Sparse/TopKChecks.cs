@@ -14,10 +14,13 @@ internal static class TopKChecks
     /// and at least one kept token with mass under <see cref="ResidualMassPolicy.Renormalize"/>.
     /// </summary>
     public static void Values(in TopKTeacherDistribution teacher, in RowSelection read, string paramName) =>
-        Values(teacher.Ids.Span, teacher.LogProbabilities.Span, teacher.HalfLogProbabilities.Span, teacher.K, teacher.VocabularySize, teacher.RowCount, teacher.Residual, read, paramName, rowOffset: 0);
+        Values(teacher.Ids.Span, teacher.LogProbabilities.Span, teacher.HalfLogProbabilities.Span, teacher.K, teacher.VocabularySize, teacher.RowCount, teacher.Residual, read, paramName, paramName, rowOffset: 0);
 
-    /// <summary>The same checks over raw spans (the teacher store's writer uses them); <paramref name="rowOffset"/> is added to row numbers in messages.</summary>
-    public static void Values(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, ReadOnlySpan<Half> halves, int k, int vocabularySize, int rows, ResidualMassPolicy residual, in RowSelection read, string paramName, long rowOffset)
+    /// <summary>
+    /// The same checks over raw spans (the teacher store's writer uses them): id errors name <paramref name="idsName"/>,
+    /// value errors <paramref name="paramName"/>; <paramref name="rowOffset"/> is added to row numbers in messages.
+    /// </summary>
+    public static void Values(ReadOnlySpan<int> ids, ReadOnlySpan<float> values, ReadOnlySpan<Half> halves, int k, int vocabularySize, int rows, ResidualMassPolicy residual, in RowSelection read, string idsName, string paramName, long rowOffset)
     {
         int[] seen = ArrayPool<int>.Shared.Rent(vocabularySize);
         try
@@ -55,12 +58,12 @@ internal static class TopKChecks
 
                     if ((uint)id >= (uint)vocabularySize)
                     {
-                        ThrowHelper.OutOfRange(paramName, id, ThrowHelper.Format($"The top-k teacher's id at row {shown}, slot {i} is {id}: ids must lie in [0, {vocabularySize}) (or be −1 for an empty slot)."));
+                        ThrowHelper.OutOfRange(idsName, id, ThrowHelper.Format($"The top-k teacher's id at row {shown}, slot {i} is {id}: ids must lie in [0, {vocabularySize}) (or be −1 for an empty slot)."));
                     }
 
                     if (seen[id] >= first)
                     {
-                        ThrowHelper.Argument(paramName, ThrowHelper.Format($"The top-k teacher's row {shown} repeats id {id} (slots {seen[id] - first} and {i}); ids must be distinct within a row."));
+                        ThrowHelper.Argument(idsName, ThrowHelper.Format($"The top-k teacher's row {shown} repeats id {id} (slots {seen[id] - first} and {i}); ids must be distinct within a row."));
                     }
 
                     seen[id] = at;
