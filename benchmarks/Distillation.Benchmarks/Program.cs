@@ -1,5 +1,6 @@
 using System;
 using System.Linq;
+using System.Reflection;
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
@@ -14,6 +15,18 @@ if (args.Length > 0 && args[0] == "--probe")
 }
 
 bool smoke = args.Contains("--smoke");
+
+// BenchmarkDotNet builds each job as a generated project that imports no Directory.Build files and none of this
+// project's imports, so the step that makes libLibTorchSharp.so load on an older libstdc++ (see
+// src/Distillation.TorchSharp/README.md) reaches it through MSBuild's CustomAfterMicrosoftCommonTargets hook: the
+// builds BenchmarkDotNet starts inherit this process's environment, and MSBuild reads environment variables as
+// properties. Command-line jobs (--job short) are left as they are.
+if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable("CustomAfterMicrosoftCommonTargets")))
+{
+    string targets = typeof(LossBenchmarks).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "DistillationTorchSharpTargets").Value!;
+    Environment.SetEnvironmentVariable("CustomAfterMicrosoftCommonTargets", targets);
+}
+
 string[] rest = args.Where(a => a != "--smoke").ToArray();
 IConfig config = smoke
     ? DefaultConfig.Instance.AddJob(Job.Dry.WithId("smoke")).WithOptions(ConfigOptions.DisableOptimizationsValidator)

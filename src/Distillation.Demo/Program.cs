@@ -1,179 +1,230 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Globalization;
 using System.Linq;
 using System.Text;
+using Distillation.Demo.Plotting;
 
 namespace Distillation.Demo;
 
 /// <summary>
-/// Runs two worked examples through the library and prints their losses: one teacher row against several student
-/// rows (V = 3, T = 1), every divergence computed per row with <see cref="Reduction.None"/>.
+/// Distils for real on data the program makes itself: a teacher that sees a hidden regime z, and small students that
+/// see only the visible tokens, trained with four of the library's losses. Prints the training progress and a table
+/// of held-out metrics, repeats the run over more seeds, and writes a PNG of the training curves.
+/// <c>--examples</c> prints the worked examples (single rows, every divergence) instead.
 /// </summary>
 internal static class Program
 {
-    private const int Vocabulary = 3;
-    private const float Temperature = 1f;
+    private const string Usage = """
+        Usage: dotnet run --project src/Distillation.Demo -c Release [-- options]
 
-    /// <summary>The table's columns, in order.</summary>
-    private static readonly (string Name, Divergence Divergence)[] Columns =
-    [
-        ("forward KL", Divergence.ForwardKL),
-        ("reverse KL", Divergence.ReverseKL),
-        ("soft CE", Divergence.SoftCrossEntropy),
-        ("JSD(0.5)", Divergence.GeneralizedJsd(0.5)),
-        ("skew KL(0.1)", Divergence.SkewKL(0.1)),
-        ("TVD", Divergence.TotalVariation),
-    ];
+          --seed N         seed of the source, the data and the training (default 1)
+          --steps N        training steps of every student (default 1000; 300 with --quick)
+          --train N        training sequences of the students (default 64)
+          --seeds N        seeds in the robustness table, the first included (default 5; 1 with --quick)
+          --temperature T  distillation temperature of token KD and the objective (default 2)
+          --quick          a small, fast run (about 15 s), for CI
+          --out PATH       where to write the PNG (default artifacts/demo/training-curves.png)
+          --examples       print the worked examples (losses and gradients of single rows) instead
+          --help           this text
+        """;
 
-    public static void Main()
+    private static readonly Rgb[] StudentColors = [Rgb.Hex(0xD62728), Rgb.Hex(0x1F77B4), Rgb.Hex(0x2CA02C), Rgb.Hex(0xFF7F0E)];
+
+    public static int Main(string[] args)
     {
-        Console.WriteLine(Invariant($"Distillation demo: V = {Vocabulary}, T = {Temperature}, no T^2 scaling, one row per teacher/student pair."));
-        Console.WriteLine("Teacher from probabilities; student logits = log(probabilities).");
+        DemoSettings settings = new();
+        int? steps = null, seed = null, train = null, seeds = null;
+        float? temperature = null;
+        string? output = null;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string? value = i + 1 < args.Length ? args[i + 1] : null;
+            switch (args[i])
+            {
+                case "--examples":
+                    WorkedExamples.Run();
+                    return 0;
+                case "--help" or "-h":
+                    Console.WriteLine(Usage);
+                    return 0;
+                case "--quick":
+                    settings = DemoSettings.Quick;
+                    continue;
+                case "--seed" when int.TryParse(value, CultureInfo.InvariantCulture, out int n) && n >= 0:
+                    seed = n;
+                    break;
+                case "--steps" when int.TryParse(value, CultureInfo.InvariantCulture, out int n) && n > 0:
+                    steps = n;
+                    break;
+                case "--train" when int.TryParse(value, CultureInfo.InvariantCulture, out int n) && n > 0:
+                    train = n;
+                    break;
+                case "--seeds" when int.TryParse(value, CultureInfo.InvariantCulture, out int n) && n > 0:
+                    seeds = n;
+                    break;
+                case "--temperature" when float.TryParse(value, CultureInfo.InvariantCulture, out float t) && t >= 1e-6f && t <= 1e6f:
+                    temperature = t;
+                    break;
+                case "--out" when value is not null:
+                    output = value;
+                    break;
+                default:
+                    Console.Error.WriteLine($"Unknown option, or a missing or invalid value: '{args[i]}'.");
+                    Console.Error.WriteLine(Usage);
+                    return 2;
+            }
 
-        Run(
-            "Example 1",
-            teacher: [0.8f, 0.15f, 0.05f],
-            students: [[0.6f, 0.3f, 0.1f], [0.6f, 0.1f, 0.3f]]);
+            i++; // the option's value
+        }
 
-        Run(
-            "Example 2",
-            teacher: [0.70f, 0.20f, 0.10f],
-            students: [[0.65f, 0.22f, 0.13f], [0.70f, 0.10f, 0.20f], [0.50f, 0.30f, 0.20f]]);
+        settings = settings with
+        {
+            Seed = seed ?? settings.Seed,
+            Steps = steps ?? settings.Steps,
+            TrainSequences = train ?? settings.TrainSequences,
+            Seeds = seeds ?? settings.Seeds,
+            Temperature = temperature ?? settings.Temperature,
+            PlotPath = output ?? settings.PlotPath,
+        };
+        return Run(settings);
     }
 
-    /// <summary>Computes every column for each student against the teacher and prints the tables and a summary.</summary>
-    private static void Run(string title, float[] teacher, float[][] students)
+    /// <summary>Runs the experiment; returns 1 if a distilled student failed to end closer to the teacher than the hard-label one.</summary>
+    private static int Run(DemoSettings s)
     {
-        int rows = students.Length;
+        var clock = Stopwatch.StartNew();
+        Console.WriteLine("Distillation demo: a teacher that sees a hidden regime z, students that see only the visible tokens.");
+        ExperimentResult result = DistillationExperiment.Run(s, verbose: true);
+        PrintTable(result);
 
-        // The teacher row is repeated once per student, so one call computes every pair (one row each).
-        var teacherRows = new float[rows * Vocabulary];
-        var studentLogits = new float[rows * Vocabulary];
-        for (int r = 0; r < rows; r++)
+        if (s.Seeds > 1)
         {
-            teacher.CopyTo(teacherRows, r * Vocabulary);
-            for (int j = 0; j < Vocabulary; j++)
+            PrintRobustness(s, result);
+        }
+
+        WritePlot(s, result);
+        Console.WriteLine();
+        Console.WriteLine(Invariant($"Training curves: {s.PlotPath}"));
+        Console.WriteLine(Invariant($"Done in {clock.Elapsed.TotalSeconds:F1} s."));
+        return CheckDistilledBeatHardLabels(result) ? 0 : 1;
+    }
+
+    /// <summary>The demo's claim, checked: every distilled student ends with a lower held-out KL to the teacher than the hard-label student.</summary>
+    private static bool CheckDistilledBeatHardLabels(ExperimentResult r)
+    {
+        TrainingRun hard = r.Students[0];
+        foreach (TrainingRun run in r.Students.Skip(1))
+        {
+            if (!(run.KL < hard.KL))
             {
-                studentLogits[(r * Vocabulary) + j] = MathF.Log(students[r][j]);
+                Console.Error.WriteLine(Invariant($"Check failed: {run.Name} ends at KL {run.KL:F4}, not below the hard-label student's {hard.KL:F4}."));
+                return false;
             }
         }
 
-        TeacherDistribution p = TeacherDistribution.FromProbabilities(teacherRows, Vocabulary);
-        StudentDistribution q = StudentDistribution.FromLogits(studentLogits, Vocabulary);
+        return true;
+    }
 
-        var values = new float[Columns.Length][];
-        float[] forwardGradient = [];
-        for (int c = 0; c < Columns.Length; c++)
+    private static void PrintTable(ExperimentResult r)
+    {
+        Console.WriteLine();
+        Console.WriteLine(Invariant($"Held-out results ({r.HeldOutTokens} tokens, nats per token; CE against the source's true next tokens):"));
+        Console.WriteLine();
+        const int name = 38;
+        Console.WriteLine(Invariant($"{"model",-name}{"CE",8}{"perplexity",12}{"KL(teacher||model)",20}{"best KL (step)",18}"));
+        Console.WriteLine(new string('-', name + 8 + 12 + 20 + 18));
+        Console.WriteLine(Invariant($"{"source (the truth, sees z)",-name}{r.SourceCrossEntropy,8:F4}{Math.Exp(r.SourceCrossEntropy),12:F3}"));
+        Console.WriteLine(Invariant($"{"teacher (sees z)",-name}{r.Teacher.CrossEntropy,8:F4}{Math.Exp(r.Teacher.CrossEntropy),12:F3}{0.0,20:F4}"));
+        for (int i = 0; i < r.Students.Count; i++)
         {
-            var loss = new DistillationLoss(Columns[c].Divergence, Temperature);
-            var gradient = new float[rows * Vocabulary];
-            values[c] = new float[rows];
-
-            // Reduction.None: one value per row, and each gradient row is that row's own gradient.
-            loss.Compute(p, q, gradient, Reduction.None, rowLosses: values[c]);
-            if (Columns[c].Divergence == Divergence.ForwardKL)
-            {
-                forwardGradient = gradient;
-            }
+            TrainingRun run = r.Students[i];
+            CurvePoint best = run.Best;
+            string label = Invariant($"{i + 1}. {run.Name}");
+            string bestText = Invariant($"{best.KL:F4} ({best.Step})");
+            Console.WriteLine(Invariant($"{label,-name}{run.CrossEntropy,8:F4}{Math.Exp(run.CrossEntropy),12:F3}{run.KL,20:F4}{bestText,18}"));
         }
 
         Console.WriteLine();
-        Console.WriteLine(Invariant($"{title}: teacher p = {Vector(teacher)}"));
-        Console.WriteLine();
+        Console.WriteLine(Invariant($"KL(source||teacher) = {r.Teacher.KL:F4}. Best KL: the lowest held-out KL along the curve (an early-stopping oracle)."));
+    }
 
-        const int nameWidth = 28;
-        var header = new StringBuilder("student q".PadRight(nameWidth));
-        foreach ((string name, _) in Columns)
+    /// <summary>
+    /// The same run over more seeds, quietly: every student's final held-out KL, the hard-label student's best KL
+    /// along its curve, and how many distilled students beat even that.
+    /// </summary>
+    private static void PrintRobustness(DemoSettings s, ExperimentResult first)
+    {
+        Console.WriteLine();
+        Console.WriteLine(Invariant($"Robustness: the whole run (new source, data, teacher and students) for seeds {s.Seed} to {s.Seed + s.Seeds - 1}."));
+        Console.WriteLine("Final held-out KL(teacher||student); 'hard, best' is the hard-label student's lowest KL along its curve:");
+        Console.WriteLine();
+        var all = new List<ExperimentResult> { first };
+        for (int k = 1; k < s.Seeds; k++)
         {
-            header.Append(name.PadLeft(14));
+            all.Add(DistillationExperiment.Run(s with { Seed = s.Seed + k }, verbose: false));
         }
 
+        IReadOnlyList<TrainingRun> students = first.Students;
+        const int column = 13;
+        var header = new StringBuilder(Invariant($"{"seed",6}{students[0].ShortName,column}{"hard, best",column}"));
+        for (int i = 1; i < students.Count; i++)
+        {
+            header.Append(students[i].ShortName.PadLeft(column));
+        }
+
+        header.Append("   distilled < hard, best");
         Console.WriteLine(header);
         Console.WriteLine(new string('-', header.Length));
-        for (int r = 0; r < rows; r++)
+
+        int wins = 0, comparisons = 0;
+        for (int k = 0; k < all.Count; k++)
         {
-            var line = new StringBuilder(Invariant($"{r + 1}: {Vector(students[r])}").PadRight(nameWidth));
-            for (int c = 0; c < Columns.Length; c++)
+            IReadOnlyList<TrainingRun> runs = all[k].Students;
+            double bestHard = runs[0].Best.KL;
+            var line = new StringBuilder(Invariant($"{s.Seed + k,6}{runs[0].KL,column:F4}{bestHard,column:F4}"));
+            for (int i = 1; i < runs.Count; i++)
             {
-                line.Append(Invariant($"{values[c][r],14:F4}"));
+                line.Append(Invariant($"{runs[i].KL,column:F4}"));
             }
 
-            Console.WriteLine(line);
+            int beat = runs.Skip(1).Count(run => run.KL < bestHard);
+            wins += beat;
+            comparisons += runs.Count - 1;
+            Console.WriteLine(line.Append(Invariant($"{beat}/{runs.Count - 1}").PadLeft(25)));
         }
 
-        Console.WriteLine();
-        Console.WriteLine(Summary(teacher, students, values));
-
-        Console.WriteLine();
-        Console.WriteLine("Student gradient of forward KL, dL/ds (expected (q - p)/T):");
-        double worst = 0;
-        for (int r = 0; r < rows; r++)
+        var mean = new StringBuilder(Invariant($"{"mean",6}{all.Average(r => r.Students[0].KL),column:F4}{all.Average(r => r.Students[0].Best.KL),column:F4}"));
+        for (int i = 1; i < students.Count; i++)
         {
-            var row = new float[Vocabulary];
-            for (int j = 0; j < Vocabulary; j++)
-            {
-                row[j] = forwardGradient[(r * Vocabulary) + j];
-                double expected = (students[r][j] - teacher[j]) / Temperature;
-                worst = Math.Max(worst, Math.Abs(row[j] - expected));
-            }
-
-            Console.WriteLine(Invariant($"{r + 1}: {Vector(students[r])}").PadRight(nameWidth) + "dL/ds = " + Vector(row, "+0.0000;-0.0000; 0.0000"));
+            mean.Append(Invariant($"{all.Average(r => r.Students[i].KL),column:F4}"));
         }
 
-        Console.WriteLine(Invariant($"Largest difference from (q - p)/T: {worst:0.0E+0}."));
+        Console.WriteLine(mean.Append(Invariant($"{wins}/{comparisons}").PadLeft(25)));
     }
 
-    /// <summary>One sentence on what the table shows, built from the computed values (never written by hand).</summary>
-    private static string Summary(float[] teacher, float[][] students, float[][] values)
+    private static void WritePlot(DemoSettings s, ExperimentResult r)
     {
-        int rows = students.Length;
-        int forward = Array.FindIndex(Columns, c => c.Divergence == Divergence.ForwardKL);
-        int[] order = Ranking(values[forward]);
-        List<string> disagreeing = [];
-        for (int c = 0; c < Columns.Length; c++)
+        var kl = new List<Series>();
+        var ce = new List<Series>();
+        for (int i = 0; i < r.Students.Count; i++)
         {
-            if (!Ranking(values[c]).SequenceEqual(order))
-            {
-                disagreeing.Add(Columns[c].Name);
-            }
+            TrainingRun run = r.Students[i];
+            kl.Add(new Series(run.Name, StudentColors[i % StudentColors.Length], run.Curve.Select(p => ((double)p.Step, p.KL)).ToList()));
+            ce.Add(new Series(run.Name, StudentColors[i % StudentColors.Length], run.Curve.Select(p => ((double)p.Step, p.CrossEntropy)).ToList()));
         }
 
-        string ranking = string.Join(" < ", order.Select(r => (r + 1).ToString(CultureInfo.InvariantCulture)));
-        string agreement = disagreeing.Count == 0
-            ? Invariant($"All {Columns.Length} columns rank the students in the same order, {ranking} (closest first)")
-            : Invariant($"Forward KL ranks the students {ranking} (closest first), but {string.Join(", ", disagreeing)} rank them differently");
-
-        if (rows == 2)
-        {
-            double lo = values[forward][order[0]], hi = values[forward][order[1]];
-            agreement += lo == hi
-                ? Invariant($", and the two students are equally far in forward KL ({lo:F4})")
-                : Invariant($", so the two students are not equally far: forward KL {lo:F4} vs {hi:F4} ({hi / lo:F2}x)");
-        }
-        else
-        {
-            agreement += ": forward KL " + string.Join(" < ", order.Select(r => values[forward][r].ToString("F4", CultureInfo.InvariantCulture)));
-        }
-
-        // Do the students all give the teacher's top token the same probability? Then say so: the difference
-        // between them then lies entirely in how they spread the rest of the mass.
-        int top = Array.IndexOf(teacher, teacher.Max());
-        if (students.All(s => s[top] == students[0][top]))
-        {
-            string who = rows == 2 ? "both" : "all";
-            agreement += Invariant($", although {who} give {students[0][top]:F2} to the teacher's top token");
-        }
-
-        return agreement + ".";
+        ce.Add(new Series("teacher (sees z)", Rgb.Hex(0x555555), [(0, r.Teacher.CrossEntropy), (s.Steps, r.Teacher.CrossEntropy)], Dashed: true));
+        ce.Add(new Series("source (truth)", Rgb.Black, [(0, r.SourceCrossEntropy), (s.Steps, r.SourceCrossEntropy)], Dashed: true));
+        LineChart.Write(
+            s.PlotPath,
+            Invariant($"Distilling a teacher that sees z into students that do not (seed {s.Seed})"),
+            [
+                new Panel("Held-out KL(teacher || student)", "training step", "nats per token", kl, YFromZero: true),
+                new Panel("Held-out cross-entropy on true tokens", "training step", "nats per token", ce),
+            ]);
     }
-
-    /// <summary>Row indices sorted by value, smallest first (ties keep row order).</summary>
-    private static int[] Ranking(float[] column) =>
-        Enumerable.Range(0, column.Length).OrderBy(r => column[r]).ToArray();
-
-    private static string Vector(float[] x, string format = "0.00") =>
-        "[" + string.Join(", ", x.Select(v => v.ToString(format, CultureInfo.InvariantCulture))) + "]";
 
     private static string Invariant(FormattableString text) => FormattableString.Invariant(text);
 }

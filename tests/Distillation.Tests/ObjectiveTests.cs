@@ -264,6 +264,35 @@ public class ObjectiveTests
             .Should().Throw<ArgumentOutOfRangeException>().WithMessage("*λ must lie in [0, 1]*");
     }
 
+    [Fact]
+    public void Evaluate_GivesTheValueOfCompute()
+    {
+        (TeacherDistribution t, StudentDistribution s, TokenLabels y) = Batch(seed: 8);
+        var objective = new DistillationObjective(Divergence.GeneralizedJsd(0.5), 2f, LambdaSchedule.Constant(0.4));
+        ObjectiveResult computed = objective.Compute(t, s, y, new float[s.Values.Length], 3, computeMetrics: true);
+        objective.Evaluate(t, s, y, 3, computeMetrics: true).Should().Be(computed);
+    }
+
+    [Fact]
+    public void ShortConstructor_NamesItsOwnParameters()
+    {
+        FluentActions.Invoking(() => new DistillationObjective(Divergence.ForwardKL, 0f, LambdaSchedule.Constant(1)))
+            .Should().ThrowExactly<ArgumentOutOfRangeException>().WithParameterName("temperature");
+        FluentActions.Invoking(() => new DistillationObjective(default, 1f, LambdaSchedule.Constant(1)))
+            .Should().ThrowExactly<ArgumentException>().WithParameterName("divergence");
+        FluentActions.Invoking(() => new DistillationObjective(Divergence.ForwardKL, 1f, null!))
+            .Should().ThrowExactly<ArgumentNullException>().WithParameterName("lambda");
+    }
+
+    [Theory]
+    [InlineData("{\"kind\": \"ForwardKL, ReverseKL\"}")]
+    [InlineData("{\"kind\": 1}")]
+    [InlineData("{\"kind\": \"Unspecified\"}")]
+    [InlineData("{\"kind\": \"GeneralizedJsd\", \"parameter\": \"0.5\"}")]
+    [InlineData("{\"kind\": \"SkewKL\", \"parameter\": 1}")]
+    public void DivergenceJson_RejectsWhatIsNotADivergence(string json) =>
+        FluentActions.Invoking(() => System.Text.Json.JsonSerializer.Deserialize<Divergence>(json)).Should().Throw<System.Text.Json.JsonException>();
+
     private static (TeacherDistribution, StudentDistribution, TokenLabels) Batch(int seed)
     {
         var layout = SequenceLayout.Padded([4, 2, 3], 4);

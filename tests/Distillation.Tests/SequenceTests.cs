@@ -180,6 +180,8 @@ public class SequenceTests
             .Should().ThrowExactly<ArgumentException>().WithParameterName("studentLogProbabilities");
         FluentActions.Invoking(() => SequenceLosses.FromLogProbabilities(SequenceEstimator.ImportanceSampled, [-1, -2], [-1, -1]))
             .Should().ThrowExactly<ArgumentException>().WithParameterName("proposalLogProbabilities");
+        FluentActions.Invoking(() => SequenceLosses.FromLogProbabilities(SequenceEstimator.MonteCarlo, [double.NegativeInfinity, -1], [-1, -1]))
+            .Should().ThrowExactly<ArgumentException>().WithParameterName("teacherLogProbabilities").WithMessage("*cannot have been sampled*");
         FluentActions.Invoking(() => SequenceLosses.FromLogProbabilities(SequenceEstimator.NBest, [double.NegativeInfinity], [-1]))
             .Should().ThrowExactly<ArgumentException>().WithMessage("*cannot be normalised*");
         FluentActions.Invoking(() => new SequenceDistillationLoss(SequenceEstimator.NBest).Compute(StudentDistribution.FromLogits(new float[6], 3), new TokenLabels(new[] { 0, 1 }), [-1, -1], new float[6]))

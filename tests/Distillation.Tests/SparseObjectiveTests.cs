@@ -62,6 +62,7 @@ public class SparseObjectiveTests
             var objective = new DistillationObjective(Divergence.ReverseKL, 1.5f, LambdaSchedule.Constant(lambda));
             float[] g = new float[student.Length], gKd = new float[student.Length], gLm = new float[student.Length];
             ObjectiveResult r = objective.Compute(teacher, s, labels, g, 0);
+            objective.Evaluate(teacher, s, labels, 0).Should().Be(r, "Evaluate is Compute without the gradient");
             LossResult kd = new DistillationLoss(Divergence.ReverseKL, 1.5f, TemperatureScaling.Squared).Compute(teacher, s, gKd);
             LossResult lm = new LanguageModelLoss().Compute(s, labels, gLm);
             r.Distillation.Should().BeApproximately(kd.Value, 1e-12);

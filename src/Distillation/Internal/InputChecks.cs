@@ -28,16 +28,17 @@ internal static class InputChecks
         }
     }
 
-    /// <summary>The teacher buffer a failed row is described from (Half rows are widened into a new array: an error path).</summary>
+    /// <summary>The failing row of the teacher, widened to float when it is stored as Half (that row only).</summary>
     public static ReadOnlySpan<float> TeacherRowForMessage(in LossCall call, RowFailure failure)
     {
+        int v = call.VocabularySize;
         if (call.TeacherHalf.IsEmpty)
         {
-            return call.Teacher;
+            return call.Teacher.IsEmpty ? default : call.Teacher.Slice(failure.Row * v, v);
         }
 
-        var widened = new float[call.TeacherHalf.Length];
-        System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(call.TeacherHalf, widened);
+        var widened = new float[v];
+        System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(call.TeacherHalf.Slice(failure.Row * v, v), widened);
         return widened;
     }
 
@@ -124,16 +125,27 @@ internal static class InputChecks
     }
 
     /// <summary>The exception for a row a kernel rejected, with the column of the offending value where there is one.</summary>
-    public static ArgumentException RowFailure(RowFailure failure, ReadOnlySpan<float> teacher, DistributionKind teacherKind, ReadOnlySpan<float> student, DistributionKind studentKind, int vocabularySize, string teacherName, string studentName)
+    public static ArgumentException RowFailure(RowFailure failure, ReadOnlySpan<float> teacherRow, DistributionKind teacherKind, ReadOnlySpan<float> studentRow, DistributionKind studentKind, string teacherName, string studentName)
     {
         int r = failure.Row;
         bool isTeacher = failure.Status is RowStatus.TeacherInvalidValue or RowStatus.TeacherNoMass or RowStatus.TeacherBadSum;
-        ReadOnlySpan<float> row = (isTeacher ? teacher : student).Slice(r * vocabularySize, vocabularySize);
+        ReadOnlySpan<float> row = isTeacher ? teacherRow : studentRow;
         DistributionKind kind = isTeacher ? teacherKind : studentKind;
         string name = isTeacher ? teacherName : studentName;
         string side = isTeacher ? "teacher" : "student";
         string values = kind == DistributionKind.Probabilities ? "probabilities" : kind == DistributionKind.LogProbabilities ? "log-probabilities" : "logits";
-        switch (failure.Status)
+        // A NaN or +∞ is reported as such whatever the kernel concluded first (a hardware max may hide a NaN).
+        RowStatus status = failure.Status;
+        foreach (float v in row)
+        {
+            if (float.IsNaN(v) || float.IsPositiveInfinity(v))
+            {
+                status = isTeacher ? RowStatus.TeacherInvalidValue : RowStatus.StudentInvalidValue;
+                break;
+            }
+        }
+
+        switch (status)
         {
             case RowStatus.TeacherInvalidValue or RowStatus.StudentInvalidValue:
                 for (int j = 0; j < row.Length; j++)

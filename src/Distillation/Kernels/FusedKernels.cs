@@ -22,130 +22,180 @@ internal static unsafe class FusedKernels
     private const int FlushEvery = 64;
 
     /// <summary>
-    /// One divergence row over teacher logits (or log-probabilities). Scratch: <paramref name="expT"/> and
-    /// <paramref name="expS"/> hold n floats each.
+    /// One row of a general divergence over teacher logits (or log-probabilities), in three passes of which only the
+    /// first reads memory: <see cref="ChunkedPass{TS, TV, TOp}"/> (maxima, exponentials, Z, the +∞ rule); per chunk from
+    /// cache, p, q, log p = (t − max_t)/T − log Z_t and log q likewise, the op's term and q·g (stored in the gradient
+    /// buffer); then gradient = coef · (qg − q · Σ qg), or coef · (q − p) for a row whose value is +∞.
+    /// Scratch: <paramref name="expT"/>, <paramref name="expS"/> of n floats and the chunk shifts.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static RowStatus DivergenceRow<TS, TV, TOp>(in TOp op, float* teacher, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, out double value)
+    public static RowStatus DivergenceRow<TS, TV, TOp>(in TOp op, float* teacher, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* shifts, bool streaming, out double value)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
     {
         value = 0;
-
-        float maxT = MaxOf<TS, TV>(teacher, n), maxS = MaxOf<TS, TV>(student, n);
-        RowStatus status = CheckMax(maxT, isTeacher: true);
-        if (status == RowStatus.Ok)
-        {
-            status = CheckMax(maxS, isTeacher: false);
-        }
-
+        RowStatus status = ChunkedPass<TS, TV, TOp>(teacher, student, n, invT, expT, expS, shifts, out RowStatistics row);
         if (status != RowStatus.Ok)
         {
             return status;
         }
 
-        double sumT = ExpAndSum<TS, TV>(teacher, n, maxT, invT, expT);
-        double sumS = ExpAndSum<TS, TV>(student, n, maxS, invT, expS);
-        if (!double.IsFinite(sumT))
-        {
-            return RowStatus.TeacherInvalidValue;
-        }
-
-        if (!double.IsFinite(sumS))
-        {
-            return RowStatus.StudentInvalidValue;
-        }
-
-        // log p_j = (t_j − max_t)/T − log Z_t and p_j = e_t,j / Z_t; likewise for the student.
-        float logZT = (float)Math.Log(sumT), logZS = (float)Math.Log(sumS);
-        float invZT = (float)(1 / sumT), invZS = (float)(1 / sumS);
-        TV vInvT = TS.Splat(invT), vMaxT = TS.Splat(maxT), vMaxS = TS.Splat(maxS);
-        TV vLogZT = TS.Splat(logZT), vLogZS = TS.Splat(logZS), vInvZT = TS.Splat(invZT), vInvZS = TS.Splat(invZS);
-
+        TV vInvT = TS.Splat(invT), vMaxT = TS.Splat((float)row.MaxT), vMaxS = TS.Splat((float)row.MaxS);
+        TV vLogZT = TS.Splat((float)Math.Log(row.ZT)), vLogZS = TS.Splat((float)Math.Log(row.ZS));
         double loss = 0, sumQg = 0;
-        TV accLoss = TS.Zero, accQg = TS.Zero;
-        int w = TS.Count, block = 0;
-        for (int i = 0; i < n; i += w)
+        int w = TS.Count, chunk = 0;
+        for (int c0 = 0; c0 < n; chunk++)
         {
-            int at = Math.Min(i, n - w);
-            TV keep = TS.TailMask(Math.Min(w, n - i));
-            TV logP = TS.Subtract(TS.Multiply(TS.Subtract(TS.Load(teacher + at), vMaxT), vInvT), vLogZT);
-            TV logQ = TS.Subtract(TS.Multiply(TS.Subtract(TS.Load(student + at), vMaxS), vInvT), vLogZS);
-            TV p = TS.Multiply(TS.Load(expT + at), vInvZT);
-            TV q = TS.Multiply(TS.Load(expS + at), vInvZS);
-            TV term = op.Element<TS, TV>(p, q, logP, logQ, out TV qg);
-            accLoss = TS.Add(accLoss, TS.Select(keep, term, TS.Zero));
-            accQg = TS.Add(accQg, TS.Select(keep, qg, TS.Zero));
-            if (gradient != null)
+            int len = ChunkLength(n - c0);
+            (float cp, float cq) = row.ChunkFactors(shifts, chunk, invT);
+            TV vCp = TS.Splat(cp), vCq = TS.Splat(cq), accLoss = TS.Zero, accQg = TS.Zero;
+            float* t = teacher + c0, s = student + c0, et = expT + c0, es = expS + c0, g = gradient + c0;
+            for (int i = 0; i < len; i += w)
             {
-                TS.Store(qg, gradient + at);
+                int at = Math.Min(i, len - w);
+                TV keep = TS.TailMask(Math.Min(w, len - i));
+                TV logP = TS.MultiplyAdd(TS.Subtract(TS.Load(t + at), vMaxT), vInvT, TS.Subtract(TS.Zero, vLogZT));
+                TV logQ = TS.MultiplyAdd(TS.Subtract(TS.Load(s + at), vMaxS), vInvT, TS.Subtract(TS.Zero, vLogZS));
+                TV term = op.Element<TS, TV>(TS.Multiply(TS.Load(et + at), vCp), TS.Multiply(TS.Load(es + at), vCq), logP, logQ, out TV qg);
+                accLoss = TS.Add(accLoss, TS.Select(keep, term, TS.Zero));
+                accQg = TS.Add(accQg, TS.Select(keep, qg, TS.Zero));
+                if (gradient != null)
+                {
+                    TS.Store(qg, g + at);
+                }
             }
 
-            if (++block == FlushEvery)
-            {
-                loss += TS.SumAcross(accLoss);
-                sumQg += TS.SumAcross(accQg);
-                accLoss = accQg = TS.Zero;
-                block = 0;
-            }
+            loss += TS.SumAcross(accLoss);
+            sumQg += TS.SumAcross(accQg);
+            c0 += len;
         }
 
-        loss += TS.SumAcross(accLoss);
-        sumQg += TS.SumAcross(accQg);
-        value = TOp.IsDivergence ? Math.Max(loss, 0) : loss;
+        // +∞ exactly where the op's support rule says so, whatever underflowed in float.
+        bool infinite = row.Infinite;
+        value = infinite ? double.PositiveInfinity : TOp.IsDivergence ? Math.Max(loss, 0) : loss;
         if (gradient == null)
         {
             return RowStatus.Ok;
         }
 
-        if (double.IsPositiveInfinity(loss))
+        chunk = 0;
+        for (int c0 = 0; c0 < n; chunk++)
         {
-            // An infinite row keeps the finite forward-KL gradient coef · (q − p).
-            Rescale<TS, TV>(expS, coef * invZS, expT, -coef * invZT, gradient, n);
-        }
-        else
-        {
-            // gradient = coef · qg − coef · Σqg · q, with qg stored in the gradient buffer by the pass above.
-            Rescale<TS, TV>(gradient, coef, expS, (float)(-coef * sumQg * invZS), gradient, n);
+            int len = ChunkLength(n - c0);
+            (float cp, float cq) = row.ChunkFactors(shifts, chunk, invT);
+            if (infinite)
+            {
+                // An infinite row keeps the finite forward-KL gradient coef · (q − p).
+                if (streaming)
+                {
+                    RescaleStreaming<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
+                }
+                else
+                {
+                    Rescale<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
+                }
+            }
+            else
+            {
+                // gradient = coef · qg − coef · Σqg · q, with qg stored in the gradient buffer by the pass above.
+                Rescale<TS, TV>(gradient + c0, coef, expS + c0, (float)(-coef * sumQg * cq), gradient + c0, len);
+            }
+
+            c0 += len;
         }
 
         return RowStatus.Ok;
     }
 
-    /// <summary>Columns per chunk of the single-pass kernel: the chunk's inputs and exponentials stay in L1.</summary>
+    /// <summary>Columns per chunk: a chunk's inputs and exponentials stay in L1.</summary>
     internal const int Chunk = 2048;
 
-    /// <summary>Scratch floats <see cref="TeacherWeightedRow{TS, TV, TOp}"/> needs for its chunk shifts.</summary>
+    /// <summary>Scratch floats the chunked kernels need for their chunk maxima.</summary>
     public static int ChunkShiftFloats(int n) => 2 * ((n / (Chunk / 2)) + 2);
 
+    /// <summary>The length of the chunk starting <paramref name="remaining"/> columns before the row's end (the last two share the rest evenly).</summary>
+    private static int ChunkLength(int remaining) => remaining <= Chunk ? remaining : remaining < 2 * Chunk ? remaining / 2 : Chunk;
+
     /// <summary>
-    /// One row of a teacher-weighted divergence (forward KL, soft CE) in a single pass over memory: per chunk of
-    /// at most <see cref="Chunk"/> columns, the chunk maxima, then e_t = exp((t − max_t)/T) and e_s likewise (stored in
-    /// scratch), Z_t, Z_s, Σ e_t (t − max_t)/T and Σ e_t (s − max_s)/T; the chunks are merged online in double. The value
-    /// follows from E_p[log p] and E_p[log q]; the gradient coef · (q − p) rescales the stored exponentials per chunk.
+    /// One row of a teacher-weighted op (forward KL, soft CE, the teacher's entropy) in a single pass over memory (see
+    /// <see cref="ChunkedPass{TS, TV, TOp}"/>): the value follows from the mean of one teacher-weighted sum; the
+    /// gradient coef · (q − p) rescales the stored exponentials per chunk.
     /// </summary>
     /// <remarks>
     /// Replaces softmax(t/T), log_softmax(s/T), Σ p (log p − log q) and autograd's backward: one exp per element per
     /// distribution, no log per element, inputs read once and the gradient written once.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static RowStatus TeacherWeightedRow<TS, TV, TOp>(float* teacher, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* shifts, out double value)
+    public static RowStatus TeacherWeightedRow<TS, TV, TOp>(float* teacher, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* shifts, bool streaming, out double value)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
     {
         value = 0;
+        RowStatus status = ChunkedPass<TS, TV, TOp>(teacher, student, n, invT, expT, expS, shifts, out RowStatistics row);
+        if (status != RowStatus.Ok)
+        {
+            return status;
+        }
 
-        // Running statistics, relative to the running maxima maxT and maxS (raw logit units):
-        // zT = Σ e^{(t − maxT)/T}, zS likewise, sc = Σ e^{(t − maxT)/T} (t − maxT)/T, sb = Σ e^{(t − maxT)/T} (s − maxS)/T.
-        double maxT = double.NegativeInfinity, maxS = double.NegativeInfinity, zT = 0, zS = 0, sc = 0, sb = 0;
+        value = row.Infinite ? double.PositiveInfinity : TOp.FromWeightedMean(row.A / row.ZT, Math.Log(row.ZT), Math.Log(row.ZS));
+        if (gradient == null)
+        {
+            return RowStatus.Ok;
+        }
+
+        int chunk = 0;
+        for (int c0 = 0; c0 < n; chunk++)
+        {
+            int len = ChunkLength(n - c0);
+            (float cp, float cq) = row.ChunkFactors(shifts, chunk, invT);
+            if (streaming)
+                {
+                    RescaleStreaming<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
+                }
+                else
+                {
+                    Rescale<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
+                }
+            c0 += len;
+        }
+
+        return RowStatus.Ok;
+    }
+
+    /// <summary>
+    /// The first pass of the chunked kernels, the only one that reads the inputs from memory. Per chunk of at most
+    /// <see cref="Chunk"/> columns: the chunk maxima, then x = (v − max)/T, e_t = exp(x_t) and e_s = exp(x_s) (stored in
+    /// scratch), Z_t, Z_s and, for teacher-weighted ops, A = Σ e_t · f(x_t, x_s); the chunks are merged online in
+    /// double into statistics relative to the row maxima. The op's +∞ rule is checked on the raw logits, and only in
+    /// chunks where the relevant side has a −∞ at all.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static RowStatus ChunkedPass<TS, TV, TOp>(float* teacher, float* student, int n, float invT, float* expT, float* expS, float* shifts, out RowStatistics row)
+        where TS : ISimd<TV>
+        where TV : struct
+        where TOp : struct, IDivergenceOp
+    {
+        // Running statistics relative to the running maxima maxT, maxS (raw logit units): zT = Σ e^{(t − maxT)/T},
+        // zS likewise, a = Σ e^{(t − maxT)/T} · f((t − maxT)/T, (s − maxS)/T) with f = α x_t + β x_s.
+        (double alpha, double beta) = TOp.WeightedSum switch
+        {
+            TeacherWeightedSum.LogRatio => (1.0, -1.0),
+            TeacherWeightedSum.StudentLogit => (0.0, 1.0),
+            TeacherWeightedSum.TeacherLogit => (1.0, 0.0),
+            _ => (0.0, 0.0),
+        };
+        double maxT = double.NegativeInfinity, maxS = double.NegativeInfinity, zT = 0, zS = 0, a = 0;
+        bool infinite = false;
+        row = default;
         int chunks = 0;
         for (int c0 = 0; c0 < n; chunks++)
         {
-            int remaining = n - c0;
-            int len = remaining <= Chunk ? remaining : remaining < 2 * Chunk ? remaining / 2 : Chunk;
-            float mt = MaxOf<TS, TV>(teacher + c0, len), ms = MaxOf<TS, TV>(student + c0, len);
+            int len = ChunkLength(n - c0);
+            float* t = teacher + c0, s = student + c0;
+            float mt = MaxOf<TS, TV>(t, len, TOp.Infinity == InfinityRule.StudentMassWithoutTeacher, out float minT);
+            float ms = MaxOf<TS, TV>(s, len, TOp.Infinity == InfinityRule.TeacherMassWithoutStudent, out float minS);
             if (float.IsNaN(mt) || float.IsPositiveInfinity(mt))
             {
                 return RowStatus.TeacherInvalidValue;
@@ -156,11 +206,9 @@ internal static unsafe class FusedKernels
                 return RowStatus.StudentInvalidValue;
             }
 
-            // A chunk with no possible token is shifted by 0 so that (−∞ − shift) stays −∞ and its exponentials 0.
-            float shiftT = float.IsNegativeInfinity(mt) ? 0 : mt, shiftS = float.IsNegativeInfinity(ms) ? 0 : ms;
             shifts[2 * chunks] = mt;
             shifts[(2 * chunks) + 1] = ms;
-            ChunkSums<TS, TV>(teacher + c0, student + c0, len, shiftT, shiftS, invT, expT + c0, expS + c0, out double cz, out double czs, out double cc, out double cb);
+            ChunkSums<TS, TV, TOp>(t, s, len, ShiftOf(mt), ShiftOf(ms), invT, expT + c0, expS + c0, out double cz, out double czs, out double ca);
             if (double.IsNaN(cz))
             {
                 return RowStatus.TeacherInvalidValue;
@@ -171,30 +219,35 @@ internal static unsafe class FusedKernels
                 return RowStatus.StudentInvalidValue;
             }
 
-            if (czs > 0)
+            infinite = infinite || TOp.Infinity switch
             {
-                // Re-express the student offsets of sb and of this chunk's cb relative to the new student maximum.
-                double newMaxS = Math.Max(maxS, ms);
-                if (zT > 0)
-                {
-                    sb += zT * (maxS - newMaxS) * invT;
-                }
+                InfinityRule.TeacherMassWithoutStudent => float.IsNegativeInfinity(minS) && MassWithoutOther<TS, TV>(t, s, len),
+                InfinityRule.StudentMassWithoutTeacher => float.IsNegativeInfinity(minT) && MassWithoutOther<TS, TV>(s, t, len),
+                _ => false,
+            };
 
-                cb += cz * (ms - newMaxS) * invT;
-                zS = Scaled(Math.Exp((maxS - newMaxS) * invT), zS) + (czs * Math.Exp((ms - newMaxS) * invT));
-                maxS = newMaxS;
-            }
-
+            // Re-express the running statistics relative to the new maxima, then add the chunk's (relative to its own
+            // shifts). A side with weight 0 (α or β) is left out, so −∞ maxima never meet 0 · ∞.
+            double newMaxT = cz > 0 ? Math.Max(maxT, mt) : maxT;
+            double newMaxS = czs > 0 ? Math.Max(maxS, ms) : maxS;
             if (cz > 0)
             {
-                // Re-weight everything teacher-weighted to the new teacher maximum.
-                double newMaxT = Math.Max(maxT, mt);
                 double keep = Math.Exp((maxT - newMaxT) * invT), add = Math.Exp((mt - newMaxT) * invT);
-                double shifted = zT > 0 ? sc + (zT * (maxT - newMaxT) * invT) : 0;
-                sc = Scaled(keep, shifted) + (add * (cc + (cz * (mt - newMaxT) * invT)));
-                sb = Scaled(keep, sb) + Scaled(add, cb);
+                double old = zT > 0 ? a + (zT * Offset(alpha, maxT - newMaxT, beta, maxS - newMaxS) * invT) : 0;
+                double mine = ca + (cz * Offset(alpha, mt - newMaxT, beta, czs > 0 ? ms - newMaxS : 0) * invT);
+                a = Scaled(keep, old) + (add * mine);
                 zT = Scaled(keep, zT) + (add * cz);
                 maxT = newMaxT;
+            }
+            else if (zT > 0 && newMaxS != maxS)
+            {
+                a += zT * Offset(0, 0, beta, maxS - newMaxS) * invT;
+            }
+
+            if (czs > 0)
+            {
+                zS = Scaled(Math.Exp((maxS - newMaxS) * invT), zS) + (czs * Math.Exp((ms - newMaxS) * invT));
+                maxS = newMaxS;
             }
 
             c0 += len;
@@ -210,26 +263,44 @@ internal static unsafe class FusedKernels
             return RowStatus.StudentNoMass;
         }
 
-        double logZT = Math.Log(zT), logZS = Math.Log(zS);
-        value = TOp.FromExpectations((sc / zT) - logZT, (sb / zT) - logZS);
-        if (gradient == null)
-        {
-            return RowStatus.Ok;
-        }
-
-        int chunk = 0;
-        for (int c0 = 0; c0 < n; chunk++)
-        {
-            int remaining = n - c0;
-            int len = remaining <= Chunk ? remaining : remaining < 2 * Chunk ? remaining / 2 : Chunk;
-            float mt = shifts[2 * chunk], ms = shifts[(2 * chunk) + 1];
-            float ct = float.IsNegativeInfinity(mt) ? 0 : (float)(coef * Math.Exp((mt - maxT) * invT) / zT);
-            float cs = float.IsNegativeInfinity(ms) ? 0 : (float)(coef * Math.Exp((ms - maxS) * invT) / zS);
-            RescaleStreaming<TS, TV>(expS + c0, cs, expT + c0, -ct, gradient + c0, len);
-            c0 += len;
-        }
-
+        row = new RowStatistics(maxT, maxS, zT, zS, a, infinite);
         return RowStatus.Ok;
+    }
+
+    /// <summary>Whether some column has a finite <paramref name="mass"/> logit and a −∞ <paramref name="other"/> logit (checked only if <paramref name="other"/> has a −∞ at all).</summary>
+    private static bool MassWithoutOther<TS, TV>(float* mass, float* other, int n)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        TV negInf = TS.Splat(float.NegativeInfinity);
+        TV hits = TS.Zero;
+        int w = TS.Count;
+        for (int i = 0; i < n; i += w)
+        {
+            int at = Math.Min(i, n - w);
+            TV impossible = TS.LessThan(TS.Load(other + at), TS.Splat(float.MinValue));
+            hits = TS.Add(hits, TS.Select(impossible, TS.Select(TS.GreaterThan(TS.Load(mass + at), negInf), TS.Splat(1f), TS.Zero), TS.Zero));
+        }
+
+        return TS.SumAcross(hits) > 0;
+    }
+
+    /// <summary>α·dT + β·dS, leaving out a side whose weight is 0.</summary>
+    private static double Offset(double alpha, double dT, double beta, double dS) => (alpha == 0 ? 0 : alpha * dT) + (beta == 0 ? 0 : beta * dS);
+
+    /// <summary>The shift a chunk's values are taken relative to: its maximum, or 0 for a chunk with no possible token.</summary>
+    private static float ShiftOf(float max) => float.IsNegativeInfinity(max) ? 0 : max;
+
+    /// <summary>A row's merged statistics from <see cref="ChunkedPass{TS, TV, TOp}"/>, relative to the row maxima (raw logit units).</summary>
+    private readonly record struct RowStatistics(double MaxT, double MaxS, double ZT, double ZS, double A, bool Infinite)
+    {
+        /// <summary>p_j = e_t,j · cp and q_j = e_s,j · cq for the stored exponentials of chunk <paramref name="chunk"/>.</summary>
+        public (float Cp, float Cq) ChunkFactors(float* shifts, int chunk, float invT)
+        {
+            float mt = shifts[2 * chunk], ms = shifts[(2 * chunk) + 1];
+            return (float.IsNegativeInfinity(mt) ? 0 : (float)(Math.Exp((mt - MaxT) * invT) / ZT),
+                    float.IsNegativeInfinity(ms) ? 0 : (float)(Math.Exp((ms - MaxS) * invT) / ZS));
+        }
     }
 
     /// <summary>
@@ -256,9 +327,10 @@ internal static unsafe class FusedKernels
             return RowStatus.StudentInvalidValue;
         }
 
-        double lse = ((double)max * invT) + Math.Log(sum);
-        double labelTerm = smoothing < 1 ? (1 - smoothing) * (lse - ((double)student[label] * invT)) : 0;
-        value = labelTerm + (smoothing > 0 ? smoothing * (lse - (SumOf<TS, TV>(student, n) * invT / n)) : 0);
+        // −log q_j = (max − s_j)/T + log Z, with the maximum subtracted first so that log Z survives huge logits.
+        double logZ = Math.Log(sum);
+        double labelTerm = smoothing < 1 ? (1 - smoothing) * ((((double)max - student[label]) * invT) + logZ) : 0;
+        value = labelTerm + (smoothing > 0 ? smoothing * ((((double)max - (SumOf<TS, TV>(student, n) / n)) * invT) + logZ) : 0);
         if (gradient == null)
         {
             return RowStatus.Ok;
@@ -271,15 +343,15 @@ internal static unsafe class FusedKernels
         return RowStatus.Ok;
     }
 
-    /// <summary>max_j x_j and log Σ_j exp(x_j) of one row (n ≥ TS.Count), without storing anything.</summary>
-    public static double LogSumExp<TS, TV>(float* x, int n, out float max)
+    /// <summary>Σ_j exp(x_j − max) of one row (n ≥ TS.Count) and its maximum, without storing anything.</summary>
+    public static double SumExpBelowMax<TS, TV>(float* x, int n, out float max)
         where TS : ISimd<TV>
         where TV : struct
     {
         max = MaxOf<TS, TV>(x, n);
         if (!float.IsFinite(max))
         {
-            return max;
+            return double.NaN;
         }
 
         TV vMax = TS.Splat(max), acc = TS.Zero;
@@ -297,37 +369,33 @@ internal static unsafe class FusedKernels
             }
         }
 
-        return max + Math.Log(total + TS.SumAcross(acc));
+        return total + TS.SumAcross(acc);
     }
 
     /// <summary>w · x, with 0 · (±∞) = 0: a weight that underflowed to 0 drops its term.</summary>
     private static double Scaled(double w, double x) => w == 0 ? 0 : w * x;
 
-    /// <summary>The sums of one chunk of <see cref="TeacherWeightedRow{TS, TV, TOp}"/> (see there), exponentials stored.</summary>
+    /// <summary>The sums of one chunk of <see cref="ChunkedPass{TS, TV, TOp}"/> (see there), exponentials stored.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ChunkSums<TS, TV>(float* t, float* s, int n, float shiftT, float shiftS, float invT, float* expT, float* expS, out double zT, out double zS, out double c, out double b)
+    private static void ChunkSums<TS, TV, TOp>(float* t, float* s, int n, float shiftT, float shiftS, float invT, float* expT, float* expS, out double zT, out double zS, out double a)
         where TS : ISimd<TV>
         where TV : struct
+        where TOp : struct, IDivergenceOp
     {
-        // x = (v − shift)/T as one FMA, v·(1/T) − shift/T: every x in the chunk carries the same rounding offset,
-        // which cancels between Σ e·x / Z and log Z.
-        TV vInvT = TS.Splat(invT), vOffT = TS.Splat(-shiftT * invT), vOffS = TS.Splat(-shiftS * invT);
-        TV accZT = TS.Zero, accZS = TS.Zero, accC = TS.Zero, accB = TS.Zero, vLowest = TS.Splat(float.MinValue);
+        // x = (v − shift)/T, exact at the chunk maximum; −∞ stays −∞ and its exponential is exactly 0.
+        TV vInvT = TS.Splat(invT), vShiftT = TS.Splat(shiftT), vShiftS = TS.Splat(shiftS), vLowest = TS.Splat(float.MinValue);
+        TV accZT = TS.Zero, accZS = TS.Zero, accA = TS.Zero;
         int w = TS.Count, i = 0;
         for (; i + w <= n; i += w)
         {
-            TV xt = TS.MultiplyAdd(TS.Load(t + i), vInvT, vOffT);
-            TV xs = TS.MultiplyAdd(TS.Load(s + i), vInvT, vOffS);
+            TV xt = TS.Multiply(TS.Subtract(TS.Load(t + i), vShiftT), vInvT);
+            TV xs = TS.Multiply(TS.Subtract(TS.Load(s + i), vShiftS), vInvT);
             TV et = SimdMath.Exp<TS, TV>(xt), es = SimdMath.Exp<TS, TV>(xs);
             TS.Store(et, expT + i);
             TS.Store(es, expS + i);
-            // C = Σ e_t x_t: x_t is floored at −FLT_MAX so that e_t = 0 at a −∞ teacher logit gives 0, not 0 · ∞.
-            // B = Σ e_t x_s: x_s is kept only where e_t > 0, so −∞ there (the teacher has mass the student lacks)
-            // makes B = −∞ exactly, while a −∞ logit of weight 0 contributes 0.
             accZT = TS.Add(accZT, et);
             accZS = TS.Add(accZS, es);
-            accC = TS.MultiplyAdd(et, TS.Max(xt, vLowest), accC);
-            accB = TS.MultiplyAdd(et, TS.Select(TS.GreaterThan(et, TS.Zero), xs, TS.Zero), accB);
+            accA = AccumulateWeighted<TS, TV, TOp>(accA, et, xt, xs, vLowest);
         }
 
         if (i < n)
@@ -335,27 +403,41 @@ internal static unsafe class FusedKernels
             // The overlapping last vector: its lanes already summed are masked out; the stores rewrite equal values.
             int at = n - w;
             TV keep = TS.TailMask(n - i);
-            TV xt = TS.MultiplyAdd(TS.Load(t + at), vInvT, vOffT);
-            TV xs = TS.MultiplyAdd(TS.Load(s + at), vInvT, vOffS);
+            TV xt = TS.Multiply(TS.Subtract(TS.Load(t + at), vShiftT), vInvT);
+            TV xs = TS.Multiply(TS.Subtract(TS.Load(s + at), vShiftS), vInvT);
             TV et = SimdMath.Exp<TS, TV>(xt), es = SimdMath.Exp<TS, TV>(xs);
             TS.Store(et, expT + at);
             TS.Store(es, expS + at);
-            TV weighted = TS.Select(keep, TS.GreaterThan(et, TS.Zero), TS.Zero);
             accZT = TS.Add(accZT, TS.Select(keep, et, TS.Zero));
             accZS = TS.Add(accZS, TS.Select(keep, es, TS.Zero));
-            accC = TS.Add(accC, TS.Select(weighted, TS.Multiply(et, xt), TS.Zero));
-            accB = TS.Add(accB, TS.Select(weighted, TS.Multiply(et, xs), TS.Zero));
+            accA = AccumulateWeighted<TS, TV, TOp>(accA, TS.Select(keep, et, TS.Zero), xt, xs, vLowest);
         }
 
         zT = TS.SumAcross(accZT);
         zS = TS.SumAcross(accZS);
-        c = TS.SumAcross(accC);
-        b = TS.SumAcross(accB);
+        a = TS.SumAcross(accA);
     }
 
     /// <summary>
+    /// acc + e_t · f(x_t, x_s) for the op's teacher-weighted sum, with x floored at −FLT_MAX so that a −∞ logit gives a
+    /// finite product (0 when its weight is 0); where the value is really +∞ the support rule says so separately.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TV AccumulateWeighted<TS, TV, TOp>(TV acc, TV et, TV xt, TV xs, TV lowest)
+        where TS : ISimd<TV>
+        where TV : struct
+        where TOp : struct, IDivergenceOp => TOp.WeightedSum switch
+        {
+            TeacherWeightedSum.LogRatio => TS.MultiplyAdd(et, TS.Subtract(TS.Max(xt, lowest), TS.Max(xs, lowest)), acc),
+            TeacherWeightedSum.StudentLogit => TS.MultiplyAdd(et, TS.Max(xs, lowest), acc),
+            TeacherWeightedSum.TeacherLogit => TS.MultiplyAdd(et, TS.Max(xt, lowest), acc),
+            _ => acc,
+        };
+
+    /// <summary>
     /// destination_j = a_j · ca + b_j · cb for a destination that is neither source, written with non-temporal stores
-    /// (the gradient is not read again by this call, so it should not evict the inputs from cache). The head up to
+    /// (callers that read the gradient again right away, as the combined objective does, ask for ordinary stores
+    /// instead). The head up to
     /// the first aligned vector and the overlapping tail use ordinary stores; overlapping lanes get equal values.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -390,26 +472,44 @@ internal static unsafe class FusedKernels
         : float.IsNegativeInfinity(max) ? (isTeacher ? RowStatus.TeacherNoMass : RowStatus.StudentNoMass)
         : RowStatus.Ok;
 
-    /// <summary>max_j x_j, NaN if any x_j is NaN. The overlapping last vector needs no mask for a max.</summary>
+    /// <summary>max_j x_j (the hardware max: a NaN may or may not show; the exponentials catch it). The overlapping last vector needs no mask.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float MaxOf<TS, TV>(float* x, int n)
+        where TS : ISimd<TV>
+        where TV : struct => MaxOf<TS, TV>(x, n, withMin: false, out _);
+
+    /// <summary>max_j x_j and, when <paramref name="withMin"/>, min_j x_j in the same pass (+∞ otherwise).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float MaxOf<TS, TV>(float* x, int n, bool withMin, out float min)
         where TS : ISimd<TV>
         where TV : struct
     {
         int w = TS.Count;
         TV m0 = TS.Load(x), m1 = TS.Load(x + n - w);
+        TV lo = TS.Min(m0, m1);
         int i = w;
         for (; i + (2 * w) <= n; i += 2 * w)
         {
-            m0 = TS.Max(m0, TS.Load(x + i));
-            m1 = TS.Max(m1, TS.Load(x + i + w));
+            TV a = TS.Load(x + i), b = TS.Load(x + i + w);
+            m0 = TS.Max(m0, a);
+            m1 = TS.Max(m1, b);
+            if (withMin)
+            {
+                lo = TS.Min(lo, TS.Min(a, b));
+            }
         }
 
         for (; i < n; i += w)
         {
-            m0 = TS.Max(m0, TS.Load(x + Math.Min(i, n - w)));
+            TV a = TS.Load(x + Math.Min(i, n - w));
+            m0 = TS.Max(m0, a);
+            if (withMin)
+            {
+                lo = TS.Min(lo, a);
+            }
         }
 
+        min = withMin ? -TS.MaxAcross(TS.Subtract(TS.Zero, lo)) : float.PositiveInfinity;
         return TS.MaxAcross(TS.Max(m0, m1));
     }
 

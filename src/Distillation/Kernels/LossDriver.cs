@@ -89,7 +89,7 @@ internal static unsafe class LossDriver
             }
 
             long elements = (long)rows * vocabularySize;
-            int threads = (int)Math.Clamp(Math.Min(elements / MinElementsPerThread, rows), 1, Math.Min(Math.Max(maxThreads, 1), RowWorkers.MaxParts));
+            int threads = (int)Math.Clamp(Math.Min(elements / MinElementsPerThread, rows), 1, Math.Min(Math.Max(maxThreads, 1), Environment.ProcessorCount));
             fixed (float* g = gradient)
             {
                 var work = new RangeWork<TKernel>(kernel, vocabularySize, gradient.IsEmpty ? null : g, valueScale, divisor, values, weights);

@@ -117,7 +117,7 @@ internal static unsafe class LossEngine
         LossResult result = LossDriver.Run(kernel, call.VocabularySize, selection, call.WantsGradient ? call.Gradient : default, call.RowLosses, call.Reduction, valueScale, call.MaxThreads, out RowFailure failure);
         if (failure.Status != RowStatus.Ok)
         {
-            throw InputChecks.RowFailure(failure, InputChecks.TeacherRowForMessage(call, failure), call.TeacherKind, call.Student, call.StudentKind == 0 ? DistributionKind.Logits : call.StudentKind, call.VocabularySize, call.TeacherName, call.StudentName);
+            throw InputChecks.RowFailure(failure, InputChecks.TeacherRowForMessage(call, failure), call.TeacherKind, call.Student.Slice(failure.Row * call.VocabularySize, call.VocabularySize), call.StudentKind == 0 ? DistributionKind.Logits : call.StudentKind, call.TeacherName, call.StudentName);
         }
 
         return result;

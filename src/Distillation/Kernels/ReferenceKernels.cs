@@ -17,38 +17,45 @@ internal static unsafe class ReferenceKernels
         where TOp : struct, IDivergenceOp
     {
         value = 0;
-        RowStatus status = LogNormalizer(teacher, teacherKind, n, invT, isTeacher: true, out double lseT);
+        RowStatus status = LogNormalizer(teacher, teacherKind, n, invT, isTeacher: true, out double maxT, out double logZT);
         if (status != RowStatus.Ok)
         {
             return status;
         }
 
-        status = LogNormalizer(student, DistributionKind.Logits, n, invT, isTeacher: false, out double lseS);
+        status = LogNormalizer(student, DistributionKind.Logits, n, invT, isTeacher: false, out double maxS, out double logZS);
         if (status != RowStatus.Ok)
         {
             return status;
         }
 
+        // log p_j = (z_j − max) − log Z: the maximum is subtracted before log Z is added, so log Z survives huge logits.
         double loss = 0, sumQg = 0;
         for (int j = 0; j < n; j++)
         {
-            double logP = Softened(teacher[j], teacherKind, invT) - lseT;
-            double logQ = (student[j] * invT) - lseS;
+            double logP = Softened(teacher[j], teacherKind, invT) - maxT - logZT;
+            double logQ = (student[j] * invT) - maxS - logZS;
             loss += op.Element(Math.Exp(logP), Math.Exp(logQ), logP, logQ, out double qg);
             sumQg += qg;
         }
 
-        value = TOp.IsDivergence ? Math.Max(loss, 0) : loss;
+        // +∞ exactly where the op's support rule says so (the same rule the vector kernels apply).
+        bool infinite = TOp.Infinity switch
+        {
+            InfinityRule.TeacherMassWithoutStudent => MassWithoutOther(teacher, teacherKind, student, DistributionKind.Logits, n),
+            InfinityRule.StudentMassWithoutTeacher => MassWithoutOther(student, DistributionKind.Logits, teacher, teacherKind, n),
+            _ => false,
+        };
+        value = infinite ? double.PositiveInfinity : TOp.IsDivergence ? Math.Max(loss, 0) : loss;
         if (gradient == null)
         {
             return RowStatus.Ok;
         }
 
-        bool infinite = double.IsPositiveInfinity(loss);
         for (int j = 0; j < n; j++)
         {
-            double logP = Softened(teacher[j], teacherKind, invT) - lseT;
-            double logQ = (student[j] * invT) - lseS;
+            double logP = Softened(teacher[j], teacherKind, invT) - maxT - logZT;
+            double logQ = (student[j] * invT) - maxS - logZS;
             double p = Math.Exp(logP), q = Math.Exp(logQ);
             op.Element(p, q, logP, logQ, out double qg);
             gradient[j] = (float)(coef * (infinite ? q - p : qg - (q * sumQg)));
@@ -56,6 +63,22 @@ internal static unsafe class ReferenceKernels
 
         return RowStatus.Ok;
     }
+
+    /// <summary>Whether some column is possible for <paramref name="mass"/> and impossible for <paramref name="other"/>.</summary>
+    private static bool MassWithoutOther(float* mass, DistributionKind massKind, float* other, DistributionKind otherKind, int n)
+    {
+        for (int j = 0; j < n; j++)
+        {
+            if (Possible(mass[j], massKind) && !Possible(other[j], otherKind))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static bool Possible(float x, DistributionKind kind) => kind == DistributionKind.Probabilities ? x > 0 : !float.IsNegativeInfinity(x);
 
     /// <summary>
     /// One row of the label loss at temperature T with label smoothing ε: q = softmax(s/T), target = (1 − ε)·onehot(y) + ε/V,
@@ -65,24 +88,25 @@ internal static unsafe class ReferenceKernels
     public static RowStatus LabelRow(float* student, int n, int label, double smoothing, double invT, float* gradient, double coef, bool accumulate, out double value)
     {
         value = 0;
-        RowStatus status = LogNormalizer(student, DistributionKind.Logits, n, invT, isTeacher: false, out double lse);
+        RowStatus status = LogNormalizer(student, DistributionKind.Logits, n, invT, isTeacher: false, out double max, out double logZ);
         if (status != RowStatus.Ok)
         {
             return status;
         }
 
-        double sumLogQ = 0;
+        // −log q_j = (max − z_j) + log Z, with the maximum subtracted first.
+        double sumNegLogQ = 0;
         if (smoothing > 0)
         {
             for (int j = 0; j < n; j++)
             {
-                sumLogQ += (student[j] * invT) - lse;
+                sumNegLogQ += (max - (student[j] * invT)) + logZ;
             }
         }
 
         // With ε = 1 the label carries no weight: skip its term so that a −∞ label logit never gives 0 · ∞.
-        double labelTerm = smoothing < 1 ? (1 - smoothing) * (lse - (student[label] * invT)) : 0;
-        value = labelTerm - (smoothing / n * sumLogQ);
+        double labelTerm = smoothing < 1 ? (1 - smoothing) * ((max - (student[label] * invT)) + logZ) : 0;
+        value = labelTerm + (smoothing / n * sumNegLogQ);
         if (gradient == null)
         {
             return RowStatus.Ok;
@@ -91,7 +115,7 @@ internal static unsafe class ReferenceKernels
         for (int j = 0; j < n; j++)
         {
             double target = (smoothing / n) + (j == label ? 1 - smoothing : 0);
-            float g = (float)(coef * (Math.Exp((student[j] * invT) - lse) - target));
+            float g = (float)(coef * (Math.Exp((student[j] * invT) - max - logZ) - target));
             gradient[j] = accumulate ? gradient[j] + g : g;
         }
 
@@ -102,12 +126,13 @@ internal static unsafe class ReferenceKernels
     private static double Softened(float x, DistributionKind kind, double invT) =>
         (kind == DistributionKind.Probabilities ? Math.Log(x) : x) * invT;
 
-    /// <summary>Validates a row and returns lse = log Σ_j exp(z_j).</summary>
-    private static RowStatus LogNormalizer(float* x, DistributionKind kind, int n, double invT, bool isTeacher, out double lse)
+    /// <summary>Validates a row and returns its maximum z and log Σ_j exp(z_j − max), kept apart so that log Z survives huge logits.</summary>
+    private static RowStatus LogNormalizer(float* x, DistributionKind kind, int n, double invT, bool isTeacher, out double max, out double logZ)
     {
-        lse = double.NegativeInfinity;
+        logZ = 0;
+        max = double.NegativeInfinity;
         RowStatus invalid = isTeacher ? RowStatus.TeacherInvalidValue : RowStatus.StudentInvalidValue;
-        double max = double.NegativeInfinity, sum = 0;
+        double sum = 0;
         for (int j = 0; j < n; j++)
         {
             float v = x[j];
@@ -136,7 +161,7 @@ internal static unsafe class ReferenceKernels
             z += Math.Exp(Softened(x[j], kind, invT) - max);
         }
 
-        lse = max + Math.Log(z);
+        logZ = Math.Log(z);
         return RowStatus.Ok;
     }
 }

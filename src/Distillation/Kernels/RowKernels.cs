@@ -19,7 +19,7 @@ internal unsafe interface IRowKernel
 }
 
 /// <summary>A divergence between teacher and student rows, on the chosen kernel path.</summary>
-internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher, DistributionKind teacherKind, float* student, int vocabularySize, float temperature, KernelPath path, Half* teacherHalf = null) : IRowKernel
+internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher, DistributionKind teacherKind, float* student, int vocabularySize, float temperature, KernelPath path, Half* teacherHalf = null, bool streaming = true) : IRowKernel
     where TOp : struct, IDivergenceOp
 {
     public int ScratchFloats(int vocabularySize) => (3 * vocabularySize) + FusedKernels.ChunkShiftFloats(vocabularySize);
@@ -57,10 +57,10 @@ internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher,
 
         return rowPath switch
         {
-            KernelPath.Vector512 when TOp.IsTeacherWeighted => FusedKernels.TeacherWeightedRow<Simd512, Vector512<float>, TOp>(t, s, n, invT, gradient, coef, expT, expS, shifts, out value),
-            KernelPath.Vector256 when TOp.IsTeacherWeighted => FusedKernels.TeacherWeightedRow<Simd256, Vector256<float>, TOp>(t, s, n, invT, gradient, coef, expT, expS, shifts, out value),
-            KernelPath.Vector512 => FusedKernels.DivergenceRow<Simd512, Vector512<float>, TOp>(op, t, s, n, invT, gradient, coef, expT, expS, out value),
-            KernelPath.Vector256 => FusedKernels.DivergenceRow<Simd256, Vector256<float>, TOp>(op, t, s, n, invT, gradient, coef, expT, expS, out value),
+            KernelPath.Vector512 when TOp.WeightedSum != TeacherWeightedSum.None => FusedKernels.TeacherWeightedRow<Simd512, Vector512<float>, TOp>(t, s, n, invT, gradient, coef, expT, expS, shifts, streaming, out value),
+            KernelPath.Vector256 when TOp.WeightedSum != TeacherWeightedSum.None => FusedKernels.TeacherWeightedRow<Simd256, Vector256<float>, TOp>(t, s, n, invT, gradient, coef, expT, expS, shifts, streaming, out value),
+            KernelPath.Vector512 => FusedKernels.DivergenceRow<Simd512, Vector512<float>, TOp>(op, t, s, n, invT, gradient, coef, expT, expS, shifts, streaming, out value),
+            KernelPath.Vector256 => FusedKernels.DivergenceRow<Simd256, Vector256<float>, TOp>(op, t, s, n, invT, gradient, coef, expT, expS, shifts, streaming, out value),
             _ => ReferenceKernels.DivergenceRow(op, t, teacherKind, s, n, 1.0 / temperature, gradient, (double)scale / temperature, out value),
         };
     }

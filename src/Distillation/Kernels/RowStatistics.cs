@@ -37,31 +37,30 @@ internal static unsafe class RowStatistics
             return sum > 0 ? max / sum : 0;
         }
 
+        // max p = e^{max} / Σ e^{x} = 1 / Σ e^{x − max}: no log, so nothing is lost to huge logits.
         fixed (float* x = row)
         {
-            double lse;
+            double z;
             float max;
             if (row.Length >= Vector512<float>.Count && Vector512.IsHardwareAccelerated)
             {
-                lse = FusedKernels.LogSumExp<Simd512, Vector512<float>>(x, row.Length, out max);
+                z = FusedKernels.SumExpBelowMax<Simd512, Vector512<float>>(x, row.Length, out max);
             }
             else if (row.Length >= Vector256<float>.Count && Vector256.IsHardwareAccelerated)
             {
-                lse = FusedKernels.LogSumExp<Simd256, Vector256<float>>(x, row.Length, out max);
+                z = FusedKernels.SumExpBelowMax<Simd256, Vector256<float>>(x, row.Length, out max);
             }
             else
             {
                 max = MaxScalarFallback(row, x);
-                double z = 0;
+                z = 0;
                 foreach (float v in row)
                 {
                     z += Math.Exp(v - max);
                 }
-
-                lse = max + Math.Log(z);
             }
 
-            return float.IsFinite(max) ? Math.Exp(max - lse) : 0;
+            return float.IsFinite(max) && z >= 1 ? 1 / z : 0;
         }
     }
 

@@ -18,7 +18,7 @@ internal interface IRangeJob
 /// </summary>
 internal static class RowWorkers
 {
-    private static readonly object Gate = new();
+    private static int _busy;
     private static readonly Worker[] Workers = CreateWorkers();
     private static IRangeJob? _job;
     private static int _pending;
@@ -32,7 +32,9 @@ internal static class RowWorkers
     /// <returns><see langword="false"/> (having run nothing) when the pool is busy with another call.</returns>
     public static bool TryRun(IRangeJob job, int parts)
     {
-        if (parts > MaxParts || !Monitor.TryEnter(Gate))
+        // Not a Monitor: a lock is reentrant, and a nested call on the same thread (a message pump during the wait)
+        // must not take over the job in flight. Busy means: run on the calling thread.
+        if (parts > MaxParts || Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
         {
             return false;
         }
@@ -71,7 +73,7 @@ internal static class RowWorkers
         }
         finally
         {
-            Monitor.Exit(Gate);
+            Volatile.Write(ref _busy, 0);
         }
     }
 

@@ -39,6 +39,9 @@ internal unsafe interface ISimd<TV>
     /// </summary>
     static abstract TV Max(TV a, TV b);
 
+    /// <summary>The hardware minimum (MinNative).</summary>
+    static abstract TV Min(TV a, TV b);
+
     /// <summary>Rounds each lane down to an integral value.</summary>
     static abstract TV Floor(TV a);
 
@@ -108,6 +111,9 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Min(Vector512<float> a, Vector512<float> b) => Vector512.MinNative(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Floor(Vector512<float> a) => Vector512.Floor(a);
@@ -196,6 +202,9 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Min(Vector256<float> a, Vector256<float> b) => Vector256.MinNative(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Floor(Vector256<float> a) => Vector256.Floor(a);

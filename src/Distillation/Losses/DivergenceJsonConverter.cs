@@ -23,13 +23,15 @@ public sealed class DivergenceJsonConverter : JsonConverter<Divergence>
             reader.Read();
             if (name.Equals("kind", StringComparison.OrdinalIgnoreCase))
             {
-                kind = Enum.TryParse(reader.GetString(), ignoreCase: true, out DivergenceKind k) && k != DivergenceKind.Unspecified
+                string? text = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+                kind = text is not null && !text.Contains(',', StringComparison.Ordinal) && Enum.TryParse(text, ignoreCase: true, out DivergenceKind k)
+                    && Enum.IsDefined(k) && k != DivergenceKind.Unspecified
                     ? k
-                    : throw new JsonException($"Unknown divergence kind '{reader.GetString()}'.");
+                    : throw new JsonException($"Unknown divergence kind: {(text is null ? reader.TokenType.ToString() : "'" + text + "'")}.");
             }
             else if (name.Equals("parameter", StringComparison.OrdinalIgnoreCase))
             {
-                parameter = reader.GetDouble();
+                parameter = reader.TokenType == JsonTokenType.Number ? reader.GetDouble() : throw new JsonException("A divergence's \"parameter\" must be a number.");
             }
             else
             {

@@ -55,12 +55,25 @@ public sealed partial class DistillationObjective
     /// <exception cref="ArgumentException">The divergence is <c>default</c>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The temperature is out of range.</exception>
     public DistillationObjective(Divergence divergence, float temperature, LambdaSchedule lambda, TemperatureScaling temperatureScaling = TemperatureScaling.Squared)
-        : this(new DistillationObjectiveOptions { Divergence = divergence, Temperature = temperature, Lambda = lambda, TemperatureScaling = temperatureScaling })
+        : this(ValidatedOptions(divergence, temperature, lambda, temperatureScaling))
     {
     }
 
     /// <summary>The configuration.</summary>
     public DistillationObjectiveOptions Options { get; }
+
+    /// <summary>Validates the short constructor's arguments under their own names.</summary>
+    private static DistillationObjectiveOptions ValidatedOptions(Divergence divergence, float temperature, LambdaSchedule lambda, TemperatureScaling temperatureScaling)
+    {
+        if (divergence.Kind == DivergenceKind.Unspecified)
+        {
+            ThrowHelper.Argument(nameof(divergence), "The divergence is unspecified (default); use one of Divergence's members.");
+        }
+
+        ThrowHelper.CheckTemperature(temperature, nameof(temperature));
+        ArgumentNullException.ThrowIfNull(lambda);
+        return new DistillationObjectiveOptions { Divergence = divergence, Temperature = temperature, Lambda = lambda, TemperatureScaling = temperatureScaling };
+    }
 
     /// <summary>The most threads one call uses (default: the processor count); results do not depend on it.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The value is less than 1.</exception>
@@ -86,7 +99,20 @@ public sealed partial class DistillationObjective
     public ObjectiveResult Compute(TeacherDistribution teacher, StudentDistribution student, TokenLabels labels, Span<float> studentGradient, long step, Reduction reduction = default, bool computeMetrics = false) =>
         ComputeCore(teacher, student, labels, studentGradient, step, reduction, computeMetrics, KernelPaths.Best);
 
-    internal unsafe ObjectiveResult ComputeCore(TeacherDistribution teacher, StudentDistribution student, TokenLabels labels, Span<float> studentGradient, long step, Reduction reduction, bool computeMetrics, KernelPath path)
+    /// <summary>Computes the objective at <paramref name="step"/> without a gradient (for validation sets and logging): the same result <see cref="Compute(TeacherDistribution, StudentDistribution, TokenLabels, Span{float}, long, Reduction, bool)"/> returns.</summary>
+    /// <param name="teacher">The teacher's rows.</param>
+    /// <param name="student">The student's rows.</param>
+    /// <param name="labels">The ground-truth token of each row.</param>
+    /// <param name="step">The training step, 0 or more.</param>
+    /// <param name="reduction">How rows are combined (not <see cref="Reduction.None"/>).</param>
+    /// <param name="computeMetrics">Whether to compute <see cref="ObjectiveMetrics"/>.</param>
+    /// <returns>The total, the parts, λ, the counts and the metrics.</returns>
+    /// <exception cref="ArgumentException">As for <see cref="Compute(TeacherDistribution, StudentDistribution, TokenLabels, Span{float}, long, Reduction, bool)"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">As for <see cref="Compute(TeacherDistribution, StudentDistribution, TokenLabels, Span{float}, long, Reduction, bool)"/>.</exception>
+    public ObjectiveResult Evaluate(TeacherDistribution teacher, StudentDistribution student, TokenLabels labels, long step, Reduction reduction = default, bool computeMetrics = false) =>
+        ComputeCore(teacher, student, labels, default, step, reduction, computeMetrics, KernelPaths.Best, wantsGradient: false);
+
+    internal unsafe ObjectiveResult ComputeCore(TeacherDistribution teacher, StudentDistribution student, TokenLabels labels, Span<float> studentGradient, long step, Reduction reduction, bool computeMetrics, KernelPath path, bool wantsGradient = true)
     {
         double lambda = Options.Lambda.ValueAt(step);
         InputChecks.Pair(teacher, student, nameof(teacher), nameof(student));
@@ -113,7 +139,7 @@ public sealed partial class DistillationObjective
             Layout = student.Layout ?? teacher.Layout,
             Labels = labels,
             Gradient = studentGradient,
-            WantsGradient = true,
+            WantsGradient = wantsGradient,
             Reduction = reduction,
             MaxThreads = MaxDegreeOfParallelism,
             Path = path,
@@ -284,7 +310,7 @@ internal readonly unsafe ref struct ObjectiveRun(in LossCall call, float tempera
         {
             int vocab = _call.VocabularySize;
             var kernel = new ObjectiveRowKernel<DivergenceRowKernel<TOp>>(
-                new DivergenceRowKernel<TOp>(op, t, _call.TeacherKind, s, vocab, temperature, _call.Path, th),
+                new DivergenceRowKernel<TOp>(op, t, _call.TeacherKind, s, vocab, temperature, _call.Path, th, streaming: false), // the label term reads the gradient back at once
                 new LabelRowKernel(s, y, vocab, labelSmoothing, 1f, _call.Path),
                 new LabelRowKernel(s, y, vocab, labelSmoothing, 1f, _call.Path, accumulate: true),
                 kdWeights,

@@ -20,6 +20,11 @@ namespace Distillation;
 [JsonDerivedType(typeof(WarmUpLambda), "warmup")]
 public abstract record LambdaSchedule
 {
+    /// <summary>Only the schedules of this library derive from this type: they are validated and serialisable.</summary>
+    private protected LambdaSchedule()
+    {
+    }
+
     /// <summary>λ at <paramref name="step"/>.</summary>
     /// <param name="step">The training step, 0 or more.</param>
     /// <returns>λ in [0, 1].</returns>
@@ -31,7 +36,8 @@ public abstract record LambdaSchedule
             ThrowHelper.OutOfRange(nameof(step), step, "The training step must be 0 or more.");
         }
 
-        return Math.Clamp(Evaluate(step), 0, 1); // the clamp only absorbs rounding: every schedule is validated into [0, 1]
+        double lambda = Evaluate(step);
+        return double.IsNaN(lambda) ? throw new InvalidOperationException($"The schedule {this} produced NaN at step {step}.") : Math.Clamp(lambda, 0, 1); // the clamp only absorbs rounding
     }
 
     /// <summary>λ = <paramref name="value"/> at every step.</summary>
@@ -134,7 +140,7 @@ public abstract record RampLambda : LambdaSchedule
     /// <param name="to">λ from <paramref name="steps"/> on.</param>
     /// <param name="steps">The ramp length, at least 1.</param>
     /// <exception cref="ArgumentOutOfRangeException">A λ is outside [0, 1] or <paramref name="steps"/> &lt; 1.</exception>
-    protected RampLambda(double from, double to, long steps)
+    private protected RampLambda(double from, double to, long steps)
     {
         From = CheckLambda(from, nameof(from));
         To = CheckLambda(to, nameof(to));

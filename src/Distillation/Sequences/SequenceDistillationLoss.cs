@@ -19,6 +19,8 @@ namespace Distillation;
 /// </remarks>
 public sealed class SequenceDistillationLoss
 {
+    private readonly int _maxDegreeOfParallelism = Environment.ProcessorCount;
+
     /// <summary>Creates the loss.</summary>
     /// <param name="estimator">How the candidates were obtained.</param>
     /// <param name="temperature">T in [1e-6, 1e6] at which the student's token distributions are taken (1: the model's own).</param>
@@ -40,6 +42,14 @@ public sealed class SequenceDistillationLoss
 
     /// <summary>The temperature of the student's token distributions.</summary>
     public float Temperature { get; }
+
+    /// <summary>The most threads one call uses (default: the processor count); results do not depend on it.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is less than 1.</exception>
+    public int MaxDegreeOfParallelism
+    {
+        get => _maxDegreeOfParallelism;
+        init => _maxDegreeOfParallelism = ThrowHelper.CheckDegreeOfParallelism(value, nameof(MaxDegreeOfParallelism));
+    }
 
     /// <summary>
     /// Computes the sequence-level losses and writes dCE/ds (= dKL/ds) for every candidate row into <paramref name="studentGradient"/>.
@@ -72,10 +82,12 @@ public sealed class SequenceDistillationLoss
             ReadOnlySpan<int> offsets = layout.Offsets;
             for (int b = 0; b < k; b++)
             {
-                rowWeights.AsSpan(offsets[b], offsets[b + 1] - offsets[b]).Fill((float)weights[b]);
+                // A weight too small for a float still counts (its rows are computed, so a −∞ token still makes CE +∞).
+                float weight = weights[b] == 0 ? 0f : Math.Max((float)weights[b], float.Epsilon);
+                rowWeights.AsSpan(offsets[b], offsets[b + 1] - offsets[b]).Fill(weight);
             }
 
-            RunLabelRows(candidates, tokens, Temperature, studentGradient, rowLosses.AsSpan(0, rows), rowWeights.AsSpan(0, rows), KernelPaths.Best, nameof(candidates), nameof(tokens), nameof(studentGradient), wantsGradient: true);
+            RunLabelRows(candidates, tokens, Temperature, studentGradient, rowLosses.AsSpan(0, rows), rowWeights.AsSpan(0, rows), KernelPaths.Best, nameof(candidates), nameof(tokens), nameof(studentGradient), wantsGradient: true, MaxDegreeOfParallelism);
             SequenceLosses.SumPerSequence(layout, rowLosses.AsSpan(0, rows), student.AsSpan(0, k));
             return SequenceLosses.FromLogProbabilities(Estimator, teacherLogProbabilities, student.AsSpan(0, k), default, proposalLogProbabilities);
         }
@@ -89,7 +101,7 @@ public sealed class SequenceDistillationLoss
     }
 
     /// <summary>Runs the label kernel at T over every row, writing per-row values (before weights) and, when asked, the weighted gradient.</summary>
-    internal static LossResult RunLabelRows(StudentDistribution student, TokenLabels tokens, float temperature, Span<float> gradient, Span<float> rowLosses, ReadOnlySpan<float> rowWeights, KernelPath path, string studentName, string tokensName, string gradientName = "studentGradient", bool wantsGradient = false)
+    internal static LossResult RunLabelRows(StudentDistribution student, TokenLabels tokens, float temperature, Span<float> gradient, Span<float> rowLosses, ReadOnlySpan<float> rowWeights, KernelPath path, string studentName, string tokensName, string gradientName = "studentGradient", bool wantsGradient = false, int maxThreads = 0)
     {
         if (tokens.Length != student.RowCount)
         {
@@ -110,7 +122,7 @@ public sealed class SequenceDistillationLoss
             RowLosses = rowLosses,
             RowWeights = rowWeights,
             Reduction = Reduction.Sum,
-            MaxThreads = Environment.ProcessorCount,
+            MaxThreads = maxThreads > 0 ? maxThreads : Environment.ProcessorCount,
             Path = path,
             TeacherName = "teacher",
             StudentName = studentName,

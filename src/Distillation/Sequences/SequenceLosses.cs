@@ -179,6 +179,14 @@ public static class SequenceLosses
                 Softmax(teacher, default, w, teacherName);
                 break;
             case SequenceEstimator.MonteCarlo:
+                foreach (double a in teacher)
+                {
+                    if (double.IsNegativeInfinity(a))
+                    {
+                        ThrowHelper.Argument(teacherName, "A Monte-Carlo sample has teacher probability 0: it cannot have been sampled from the teacher.");
+                    }
+                }
+
                 w.Fill(k == 0 ? 0 : 1.0 / k);
                 break;
             case SequenceEstimator.ImportanceSampled:

@@ -35,7 +35,20 @@ public sealed partial class DistillationObjective
     public ObjectiveResult Compute(TopKTeacherDistribution teacher, StudentDistribution student, TokenLabels labels, Span<float> studentGradient, long step, Reduction reduction = default, bool computeMetrics = false) =>
         ComputeCore(teacher, student, labels, studentGradient, step, reduction, computeMetrics, KernelPaths.Best);
 
-    internal unsafe ObjectiveResult ComputeCore(TopKTeacherDistribution teacher, StudentDistribution student, TokenLabels labels, Span<float> studentGradient, long step, Reduction reduction, bool computeMetrics, KernelPath path)
+    /// <summary>Computes the objective at <paramref name="step"/> with a top-k teacher, without a gradient: the same result the gradient form returns.</summary>
+    /// <param name="teacher">The top-k teacher.</param>
+    /// <param name="student">The student's rows.</param>
+    /// <param name="labels">The ground-truth token of each row.</param>
+    /// <param name="step">The training step, 0 or more.</param>
+    /// <param name="reduction">How rows are combined (not <see cref="Reduction.None"/>).</param>
+    /// <param name="computeMetrics">Whether to compute <see cref="ObjectiveMetrics"/>.</param>
+    /// <returns>The total, the parts, λ, the counts and the metrics.</returns>
+    /// <exception cref="ArgumentException">As for the gradient form.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">As for the gradient form.</exception>
+    public ObjectiveResult Evaluate(TopKTeacherDistribution teacher, StudentDistribution student, TokenLabels labels, long step, Reduction reduction = default, bool computeMetrics = false) =>
+        ComputeCore(teacher, student, labels, default, step, reduction, computeMetrics, KernelPaths.Best, wantsGradient: false);
+
+    internal unsafe ObjectiveResult ComputeCore(TopKTeacherDistribution teacher, StudentDistribution student, TokenLabels labels, Span<float> studentGradient, long step, Reduction reduction, bool computeMetrics, KernelPath path, bool wantsGradient = true)
     {
         double lambda = Options.Lambda.ValueAt(step);
         TopKEngine.Pair(teacher, student, nameof(teacher), nameof(student));
@@ -59,7 +72,7 @@ public sealed partial class DistillationObjective
             Layout = student.Layout ?? teacher.Layout,
             Labels = labels,
             Gradient = studentGradient,
-            WantsGradient = true,
+            WantsGradient = wantsGradient,
             Reduction = reduction,
             MaxThreads = MaxDegreeOfParallelism,
             Path = path,

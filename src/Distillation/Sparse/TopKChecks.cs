@@ -111,6 +111,6 @@ internal static class TopKChecks
     /// <summary>The exception for a row a top-k kernel rejected (the teacher was checked before, so the student's).</summary>
     public static ArgumentException RowFailure(RowFailure failure, ReadOnlySpan<float> student, int vocabularySize, string teacherName, string studentName) =>
         failure.Status is RowStatus.StudentInvalidValue or RowStatus.StudentNoMass
-            ? InputChecks.RowFailure(failure, default, DistributionKind.Logits, student, DistributionKind.Logits, vocabularySize, teacherName, studentName)
+            ? InputChecks.RowFailure(failure, default, DistributionKind.Logits, student.Slice(failure.Row * vocabularySize, vocabularySize), DistributionKind.Logits, teacherName, studentName)
             : new ArgumentException(ThrowHelper.Format($"The top-k teacher's row {failure.Row} has no usable mass."), teacherName);
 }

@@ -8,9 +8,9 @@ internal readonly struct EntropyOp : IDivergenceOp
 {
     public static bool IsDivergence => false;
 
-    public static bool IsTeacherWeighted => true;
+    public static TeacherWeightedSum WeightedSum => TeacherWeightedSum.TeacherLogit;
 
-    public static double FromExpectations(double expectedLogP, double expectedLogQ) => -expectedLogP;
+    public static double FromWeightedMean(double mean, double logZT, double logZS) => -(mean - logZT);
 
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {

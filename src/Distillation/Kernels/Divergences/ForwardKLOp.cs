@@ -7,9 +7,11 @@ internal readonly struct ForwardKLOp : IDivergenceOp
 {
     public static bool IsDivergence => true;
 
-    public static bool IsTeacherWeighted => true;
+    public static InfinityRule Infinity => InfinityRule.TeacherMassWithoutStudent;
 
-    public static double FromExpectations(double expectedLogP, double expectedLogQ) => Math.Max(expectedLogP - expectedLogQ, 0);
+    public static TeacherWeightedSum WeightedSum => TeacherWeightedSum.LogRatio;
+
+    public static double FromWeightedMean(double mean, double logZT, double logZS) => Math.Max(mean - logZT + logZS, 0);
 
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {

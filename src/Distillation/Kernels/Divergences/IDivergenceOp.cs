@@ -16,15 +16,18 @@ internal interface IDivergenceOp
     /// <summary>Whether the value is a divergence (≥ 0, so rounding below 0 is clamped to 0).</summary>
     static abstract bool IsDivergence { get; }
 
-    /// <summary>
-    /// Whether the value is a function of E_p[log p] and E_p[log q] alone, with gradient (q − p)/T (forward KL and
-    /// soft CE): such ops run in the single-pass <see cref="FusedKernels.TeacherWeightedRow{TS, TV, TOp}"/>, which never
-    /// forms p, q or a log per element.
-    /// </summary>
-    static virtual bool IsTeacherWeighted => false;
+    /// <summary>Where the value is +∞, decided exactly from the raw logits (never from underflowed exponentials).</summary>
+    static virtual InfinityRule Infinity => InfinityRule.Never;
 
-    /// <summary>For teacher-weighted ops: the row value from E_p[log p] (= −H(p)) and E_p[log q] (−∞ when some p &gt; 0 = q).</summary>
-    static virtual double FromExpectations(double expectedLogP, double expectedLogQ) => double.NaN;
+    /// <summary>
+    /// For ops whose value is E_p[f] of the softened logits alone, with gradient (q − p)/T (forward KL, soft CE, the
+    /// teacher's entropy): which teacher-weighted sum the single-pass <see cref="FusedKernels.TeacherWeightedRow{TS, TV, TOp}"/>
+    /// accumulates. <see cref="TeacherWeightedSum.None"/> for the others, which run the general kernel.
+    /// </summary>
+    static virtual TeacherWeightedSum WeightedSum => TeacherWeightedSum.None;
+
+    /// <summary>For teacher-weighted ops: the row value from the mean of the weighted sum under p (row maxima subtracted) and log Z of both sides.</summary>
+    static virtual double FromWeightedMean(double mean, double logZT, double logZS) => double.NaN;
 
     /// <summary>The scalar reference: term_j and qg_j = q_j ∂L/∂q_j in double precision.</summary>
     double Element(double p, double q, double logP, double logQ, out double qg);
@@ -63,4 +66,33 @@ internal static class OpMath
         where TS : ISimd<TV>
         where TV : struct =>
         TS.Log(TS.Max(TS.MultiplyAdd(TS.Splat(w), TS.Subtract(x, y), y), TS.Splat(MixtureFloor)));
+}
+
+/// <summary>Where a divergence is +∞.</summary>
+internal enum InfinityRule
+{
+    /// <summary>Always finite.</summary>
+    Never = 0,
+
+    /// <summary>+∞ where some teacher logit is finite and the student's is −∞ (p &gt; 0 = q): forward KL, soft CE.</summary>
+    TeacherMassWithoutStudent = 1,
+
+    /// <summary>+∞ where some student logit is finite and the teacher's is −∞ (q &gt; 0 = p): reverse KL.</summary>
+    StudentMassWithoutTeacher = 2,
+}
+
+/// <summary>The teacher-weighted sum Σ e_t · f a single-pass op needs, with x_t = (t − max_t)/T and x_s = (s − max_s)/T.</summary>
+internal enum TeacherWeightedSum
+{
+    /// <summary>Not a single-pass op.</summary>
+    None = 0,
+
+    /// <summary>f = x_t − x_s: E_p[log p − log q] = mean − log Z_t + log Z_s.</summary>
+    LogRatio = 1,
+
+    /// <summary>f = x_s: E_p[log q] = mean − log Z_s.</summary>
+    StudentLogit = 2,
+
+    /// <summary>f = x_t: E_p[log p] = mean − log Z_t.</summary>
+    TeacherLogit = 3,
 }

@@ -8,6 +8,8 @@ internal readonly struct ReverseKLOp : IDivergenceOp
 {
     public static bool IsDivergence => true;
 
+    public static InfinityRule Infinity => InfinityRule.StudentMassWithoutTeacher;
+
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {
         double term = q > 0 ? q * (logQ - logP) : 0;

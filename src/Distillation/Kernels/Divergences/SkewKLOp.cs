@@ -15,7 +15,7 @@ internal readonly struct SkewKLOp(double alpha) : IDivergenceOp
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {
         double logR = OpMath.LogAddExp(_logAlpha + logP, _logOneMinusAlpha + logQ);
-        qg = p > 0 && q > 0 ? -(1 - _alpha) * p * q / System.Math.Exp(logR) : 0;
+        qg = p > 0 && q > 0 ? -(1 - _alpha) * p * System.Math.Exp(logQ - logR) : 0; // p·q/r without 0/0 when r underflows
         return p > 0 ? p * (logP - logR) : 0;
     }
 

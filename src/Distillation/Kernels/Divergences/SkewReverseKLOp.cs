@@ -22,7 +22,7 @@ internal readonly struct SkewReverseKLOp(double alpha) : IDivergenceOp
 
         double logR = OpMath.LogAddExp(_logAlpha + logQ, _logOneMinusAlpha + logP);
         double term = q * (logQ - logR);
-        qg = term + q - (_alpha * q * q / System.Math.Exp(logR));
+        qg = term + q - (_alpha * q * System.Math.Exp(logQ - logR)); // q²/r as q·e^{log q − log r}: no 0/0 when both underflow
         return term;
     }
 

@@ -5,9 +5,11 @@ internal readonly struct SoftCrossEntropyOp : IDivergenceOp
 {
     public static bool IsDivergence => false;
 
-    public static bool IsTeacherWeighted => true;
+    public static InfinityRule Infinity => InfinityRule.TeacherMassWithoutStudent;
 
-    public static double FromExpectations(double expectedLogP, double expectedLogQ) => -expectedLogQ;
+    public static TeacherWeightedSum WeightedSum => TeacherWeightedSum.StudentLogit;
+
+    public static double FromWeightedMean(double mean, double logZT, double logZS) => -(mean - logZS);
 
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {
