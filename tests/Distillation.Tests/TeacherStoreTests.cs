@@ -13,7 +13,7 @@ public class TeacherStoreTests
         var logp = new Half[rows * k];
         for (int r = 0; r < rows; r++)
         {
-            int start = random.Next(vocab), stride = 1 + random.Next(97);
+            var used = new HashSet<int>();
             double remaining = 1;
             for (int i = 0; i < k; i++)
             {
@@ -25,7 +25,14 @@ public class TeacherStoreTests
                     continue;
                 }
 
-                ids[at] = (int)((start + ((long)i * stride)) % vocab);
+                int id;
+                do
+                {
+                    id = random.Next(vocab);
+                }
+                while (!used.Add(id));
+
+                ids[at] = id;
                 double p = remaining * random.NextDouble() * 0.6;
                 remaining -= p;
                 logp[at] = (Half)Math.Log(p);
