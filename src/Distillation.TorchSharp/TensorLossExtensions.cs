@@ -20,7 +20,7 @@ namespace Distillation.TorchSharp;
 /// their own sequence (<c>batchmean</c> over rows).</para>
 /// <para><b>Values.</b> A scalar float32 tensor (the reduced value), or with <see cref="Reduction.None"/> one value per
 /// row in the leading shape [...], whose backward scales each row's gradient by its grad_output entry. The values and
-/// the gradient are exactly those of the core call, see <see cref="DistillationLoss.Compute"/>.</para>
+/// the gradient are exactly those of the core call, see <see cref="DistillationLoss.Compute(TeacherDistribution, StudentDistribution, Span{float}, Reduction, TokenLabels, Span{float}, ReadOnlySpan{float})"/>.</para>
 /// <para><b>Gradients.</b> First order only (the backward is not itself differentiable), with respect to the student
 /// only: a teacher that requires a gradient is rejected. The saved gradient lives as long as the graph (the loss
 /// tensor); dispose step tensors as usual in TorchSharp, e.g. with <c>torch.NewDisposeScope()</c> per step.</para>
@@ -41,7 +41,7 @@ public static class TensorLossExtensions
     /// <param name="ignoreIndex">The label that excludes a row (default −100).</param>
     /// <returns>The loss: a scalar, or one value per row with <see cref="Reduction.None"/>.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="loss"/>, <paramref name="teacherLogits"/> or <paramref name="studentLogits"/> is null.</exception>
-    /// <exception cref="ArgumentException">A tensor is disposed, not on the CPU, of the wrong type or shape; the teacher requires a gradient; or a value is invalid (see <see cref="DistillationLoss.Compute"/>).</exception>
+    /// <exception cref="ArgumentException">A tensor is disposed, not on the CPU, of the wrong type or shape; the teacher requires a gradient; or a value is invalid (see <see cref="DistillationLoss.Compute(TeacherDistribution, StudentDistribution, Span{float}, Reduction, TokenLabels, Span{float}, ReadOnlySpan{float})"/>).</exception>
     /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, V) and not the ignore index.</exception>
     public static torch.Tensor Compute(this DistillationLoss loss, torch.Tensor teacherLogits, torch.Tensor studentLogits, Reduction reduction = default, torch.Tensor? labels = null, torch.Tensor? paddingMask = null, int ignoreIndex = TokenLabels.DefaultIgnoreIndex)
     {
@@ -60,7 +60,7 @@ public static class TensorLossExtensions
     /// <param name="ignoreIndex">The label that excludes a row (default −100).</param>
     /// <returns>The loss: a scalar, or one value per row with <see cref="Reduction.None"/>.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="loss"/> is null.</exception>
-    /// <exception cref="ArgumentException">A tensor is default, disposed, not on the CPU, of the wrong type or shape; the teacher requires a gradient; or a value is invalid (see <see cref="DistillationLoss.Compute"/>).</exception>
+    /// <exception cref="ArgumentException">A tensor is default, disposed, not on the CPU, of the wrong type or shape; the teacher requires a gradient; or a value is invalid (see <see cref="DistillationLoss.Compute(TeacherDistribution, StudentDistribution, Span{float}, Reduction, TokenLabels, Span{float}, ReadOnlySpan{float})"/>).</exception>
     /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, V) and not the ignore index.</exception>
     public static torch.Tensor Compute(this DistillationLoss loss, TeacherTensor teacher, StudentTensor student, Reduction reduction = default, torch.Tensor? labels = null, torch.Tensor? paddingMask = null, int ignoreIndex = TokenLabels.DefaultIgnoreIndex)
     {

@@ -442,9 +442,9 @@ public class BadInputTests
         var loss = new DistillationLoss(Divergence.ForwardKL);
         ExpectStructuralError<ArgumentException>(
             Rows * vocab, Rows,
-            (g, l) => loss.Compute(default, student, g, Reduction.None, default, l),
+            (g, l) => loss.Compute(default(TeacherDistribution), student, g, Reduction.None, default, l),
             "teacher", "*distribution is uninitialised (default)*");
-        Action evaluate = () => loss.Evaluate(default, student);
+        Action evaluate = () => loss.Evaluate(default(TeacherDistribution), student);
         evaluate.Should().ThrowExactly<ArgumentException>().WithParameterName("teacher").WithMessage("*uninitialised (default)*");
     }
 

@@ -15,7 +15,7 @@ namespace Distillation;
 /// <para>Instances are immutable and thread-safe: many threads may call one instance at once. A call allocates
 /// nothing in steady state on one thread (scratch is pooled, O(V) per thread).</para>
 /// </remarks>
-public sealed class DistillationLoss
+public sealed partial class DistillationLoss
 {
     private readonly int _maxDegreeOfParallelism = Environment.ProcessorCount;
 
@@ -85,15 +85,15 @@ public sealed class DistillationLoss
     public LossResult Compute(TeacherDistribution teacher, StudentDistribution student, Span<float> studentGradient, Reduction reduction = default, TokenLabels labels = default, Span<float> rowLosses = default, ReadOnlySpan<float> rowWeights = default) =>
         ComputeCore(teacher, student, studentGradient, wantsGradient: true, reduction, labels, rowLosses, KernelPaths.Best, rowWeights);
 
-    /// <summary>Computes the loss only (no gradient): the same value <see cref="Compute"/> returns.</summary>
+    /// <summary>Computes the loss only (no gradient): the same value <see cref="Compute(TeacherDistribution, StudentDistribution, Span{float}, Reduction, TokenLabels, Span{float}, ReadOnlySpan{float})"/> returns.</summary>
     /// <param name="teacher">The teacher's rows.</param>
     /// <param name="student">The student's rows: same vocabulary, same row count, same layout (or none).</param>
     /// <param name="reduction">How rows are combined (default <see cref="Reduction.MeanOverTokens"/>).</param>
     /// <param name="labels">Optional labels: rows whose label is the ignore index are excluded.</param>
     /// <param name="rowLosses">Per-row values before row weights: required with <see cref="Reduction.None"/>, optional otherwise.</param>
-    /// <param name="rowWeights">Optional per-row weights, as for <see cref="Compute"/>.</param>
+    /// <param name="rowWeights">Optional per-row weights, as for <see cref="Compute(TeacherDistribution, StudentDistribution, Span{float}, Reduction, TokenLabels, Span{float}, ReadOnlySpan{float})"/>.</param>
     /// <returns>The value, the sum and the counts.</returns>
-    /// <exception cref="ArgumentException">As for <see cref="Compute"/>.</exception>
+    /// <exception cref="ArgumentException">As for <see cref="Compute(TeacherDistribution, StudentDistribution, Span{float}, Reduction, TokenLabels, Span{float}, ReadOnlySpan{float})"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, V) and not the ignore index, or a row weight is negative, NaN or +∞.</exception>
     public LossResult Evaluate(TeacherDistribution teacher, StudentDistribution student, Reduction reduction = default, TokenLabels labels = default, Span<float> rowLosses = default, ReadOnlySpan<float> rowWeights = default) =>
         ComputeCore(teacher, student, default, wantsGradient: false, reduction, labels, rowLosses, KernelPaths.Best, rowWeights);

@@ -20,7 +20,7 @@ namespace Distillation;
 /// evaluated for logging), so an infinite KD value never becomes 0 · ∞ = NaN.</para>
 /// <para>Instances are immutable and thread-safe.</para>
 /// </remarks>
-public sealed class DistillationObjective
+public sealed partial class DistillationObjective
 {
     private readonly int _maxDegreeOfParallelism = Environment.ProcessorCount;
 
@@ -94,12 +94,12 @@ public sealed class DistillationObjective
     /// <param name="reduction">How rows are combined, the same for both terms (default mean over tokens; not <see cref="Reduction.None"/>).</param>
     /// <param name="computeMetrics">Whether to compute <see cref="ObjectiveMetrics"/> (two more passes over the rows).</param>
     /// <returns>The total, the parts, λ, the counts and the metrics.</returns>
-    /// <exception cref="ArgumentException">As for <see cref="DistillationLoss.Compute"/>; labels are missing; or <see cref="Reduction.None"/> was asked for.</exception>
+    /// <exception cref="ArgumentException">As for <see cref="DistillationLoss.Compute(TeacherDistribution, StudentDistribution, Span{float}, Reduction, TokenLabels, Span{float}, ReadOnlySpan{float})"/>; labels are missing; or <see cref="Reduction.None"/> was asked for.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A label is outside [0, V) and not the ignore index, or <paramref name="step"/> is negative.</exception>
     public ObjectiveResult Compute(TeacherDistribution teacher, StudentDistribution student, TokenLabels labels, Span<float> studentGradient, long step, Reduction reduction = default, bool computeMetrics = false) =>
         ComputeCore(teacher, student, labels, studentGradient, step, reduction, computeMetrics, KernelPaths.Best);
 
-    /// <summary>Computes the objective at <paramref name="step"/> without a gradient (for validation sets and logging): the same result <see cref="Compute"/> returns.</summary>
+    /// <summary>Computes the objective at <paramref name="step"/> without a gradient (for validation sets and logging): the same result <see cref="Compute(TeacherDistribution, StudentDistribution, TokenLabels, Span{float}, long, Reduction, bool)"/> returns.</summary>
     /// <param name="teacher">The teacher's rows.</param>
     /// <param name="student">The student's rows.</param>
     /// <param name="labels">The ground-truth token of each row.</param>
@@ -107,8 +107,8 @@ public sealed class DistillationObjective
     /// <param name="reduction">How rows are combined (not <see cref="Reduction.None"/>).</param>
     /// <param name="computeMetrics">Whether to compute <see cref="ObjectiveMetrics"/>.</param>
     /// <returns>The total, the parts, λ, the counts and the metrics.</returns>
-    /// <exception cref="ArgumentException">As for <see cref="Compute"/>.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">As for <see cref="Compute"/>.</exception>
+    /// <exception cref="ArgumentException">As for <see cref="Compute(TeacherDistribution, StudentDistribution, TokenLabels, Span{float}, long, Reduction, bool)"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">As for <see cref="Compute(TeacherDistribution, StudentDistribution, TokenLabels, Span{float}, long, Reduction, bool)"/>.</exception>
     public ObjectiveResult Evaluate(TeacherDistribution teacher, StudentDistribution student, TokenLabels labels, long step, Reduction reduction = default, bool computeMetrics = false) =>
         ComputeCore(teacher, student, labels, default, step, reduction, computeMetrics, KernelPaths.Best, wantsGradient: false);
 
@@ -169,42 +169,8 @@ public sealed class DistillationObjective
                 counts = LossEngine.Dispatch<ObjectiveRun, LossResult>(Options.Divergence, ref run);
             }
 
-            double divisor = counts.TokenCount == 0 ? 1 : reduction.Kind switch
-            {
-                ReductionKind.MeanOverTokens => counts.TokenCount,
-                ReductionKind.MeanOverSequences => counts.SequenceCount,
-                ReductionKind.SumDividedBy => reduction.Divisor,
-                _ => 1,
-            };
-
-            // Sums in row order (bit-identical across thread counts); rows outside the selection hold 0 in both parts.
-            double kdSum = 0, lmSum = 0, totalSum = 0;
-            for (int r = 0; r < rows; r++)
-            {
-                double kd = parts[r], lm = parts[rows + r];
-                kdSum += kd;
-                lmSum += lm;
-                totalSum += (kdWeights[r] == 0 ? 0 : kdWeights[r] * t2 * kd) + (lmWeights[r] == 0 ? 0 : lmWeights[r] * lm);
-            }
-
-            double distillation = kdSum * t2 / divisor, languageModel = lmSum / divisor;
-            double total;
-            if (Options.TokenWeighting == TokenWeighting.None)
-            {
-                // The same λ for every row: the total is the weighted sum of the reduced parts, a weight of 0 leaving its part out.
-                double lmWeight = interpolated ? 1 - lambda : 1;
-                total = lambda == 0 ? lmWeight * languageModel
-                    : lmWeight == 0 ? lambda * distillation
-                    : (lambda * distillation) + (lmWeight * languageModel);
-            }
-            else
-            {
-                total = totalSum / divisor;
-            }
-
             ObjectiveMetrics? metrics = computeMetrics ? Metrics(teacher, student, labels, call) : null;
-            double meanLambda = counts.TokenCount == 0 ? lambda : lambdaSum / counts.TokenCount;
-            return new ObjectiveResult(total, distillation, languageModel, lambda, meanLambda, counts.TokenCount, counts.SequenceCount, metrics);
+            return Combine(lambda, lambdaSum, counts, reduction, parts, kdWeights, lmWeights, rows, t2, metrics);
         }
         finally
         {
@@ -212,6 +178,50 @@ public sealed class DistillationObjective
             ArrayPool<float>.Shared.Return(lmWeights);
             ArrayPool<double>.Shared.Return(parts);
         }
+    }
+
+    /// <summary>
+    /// The reduced parts, the total and the mean λ from the per-row parts (parts[r] the KD value, parts[rows + r] the
+    /// hard-label value) and weights; shared by every kind of teacher.
+    /// </summary>
+    private ObjectiveResult Combine(double lambda, double lambdaSum, LossResult counts, Reduction reduction, double[] parts, float[] kdWeights, float[] lmWeights, int rows, double t2, ObjectiveMetrics? metrics)
+    {
+        bool interpolated = Options.Form == ObjectiveForm.Interpolated;
+        double divisor = counts.TokenCount == 0 ? 1 : reduction.Kind switch
+        {
+            ReductionKind.MeanOverTokens => counts.TokenCount,
+            ReductionKind.MeanOverSequences => counts.SequenceCount,
+            ReductionKind.SumDividedBy => reduction.Divisor,
+            _ => 1,
+        };
+
+        // Sums in row order (bit-identical across thread counts); rows outside the selection hold 0 in both parts.
+        double kdSum = 0, lmSum = 0, totalSum = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            double kd = parts[r], lm = parts[rows + r];
+            kdSum += kd;
+            lmSum += lm;
+            totalSum += (kdWeights[r] == 0 ? 0 : kdWeights[r] * t2 * kd) + (lmWeights[r] == 0 ? 0 : lmWeights[r] * lm);
+        }
+
+        double distillation = kdSum * t2 / divisor, languageModel = lmSum / divisor;
+        double total;
+        if (Options.TokenWeighting == TokenWeighting.None)
+        {
+            // The same λ for every row: the total is the weighted sum of the reduced parts, a weight of 0 leaving its part out.
+            double lmWeight = interpolated ? 1 - lambda : 1;
+            total = lambda == 0 ? lmWeight * languageModel
+                : lmWeight == 0 ? lambda * distillation
+                : (lambda * distillation) + (lmWeight * languageModel);
+        }
+        else
+        {
+            total = totalSum / divisor;
+        }
+
+        double meanLambda = counts.TokenCount == 0 ? lambda : lambdaSum / counts.TokenCount;
+        return new ObjectiveResult(total, distillation, languageModel, lambda, meanLambda, counts.TokenCount, counts.SequenceCount, metrics);
     }
 
     /// <summary>λ_r and the hard-label weight of every row (0 for rows outside the selection); returns Σ λ_r over real rows.</summary>
@@ -299,7 +309,7 @@ internal readonly unsafe ref struct ObjectiveRun(in LossCall call, float tempera
         fixed (int* y = _call.Labels.Ids.Span)
         {
             int vocab = _call.VocabularySize;
-            var kernel = new ObjectiveRowKernel<TOp>(
+            var kernel = new ObjectiveRowKernel<DivergenceRowKernel<TOp>>(
                 new DivergenceRowKernel<TOp>(op, t, _call.TeacherKind, s, vocab, temperature, _call.Path, th, streaming: false), // the label term reads the gradient back at once
                 new LabelRowKernel(s, y, vocab, labelSmoothing, 1f, _call.Path),
                 new LabelRowKernel(s, y, vocab, labelSmoothing, 1f, _call.Path, accumulate: true),
@@ -318,8 +328,8 @@ internal readonly unsafe ref struct ObjectiveRun(in LossCall call, float tempera
 /// One row of the objective: the distillation row (weight λ_r·T², written), then the hard-label row (weight w_r,
 /// added) while the row is still in cache. A term of weight 0 is evaluated for logging but kept out of the gradient.
 /// </summary>
-internal readonly unsafe struct ObjectiveRowKernel<TOp>(DivergenceRowKernel<TOp> distillation, LabelRowKernel write, LabelRowKernel add, float* kdWeights, float* lmWeights, double* parts, int rows, double t2) : IRowKernel
-    where TOp : struct, IDivergenceOp
+internal readonly unsafe struct ObjectiveRowKernel<TKd>(TKd distillation, LabelRowKernel write, LabelRowKernel add, float* kdWeights, float* lmWeights, double* parts, int rows, double t2) : IRowKernel
+    where TKd : struct, IRowKernel
 {
     public int ScratchFloats(int vocabularySize) => Math.Max(distillation.ScratchFloats(vocabularySize), write.ScratchFloats(vocabularySize));
 

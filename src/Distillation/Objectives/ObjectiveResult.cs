@@ -1,6 +1,6 @@
 namespace Distillation;
 
-/// <summary>What one call of <see cref="DistillationObjective.Compute"/> returns, ready to log.</summary>
+/// <summary>What one call of <see cref="DistillationObjective.Compute(TeacherDistribution, StudentDistribution, TokenLabels, System.Span{float}, long, Reduction, bool)"/> (or its top-k form) returns, ready to log.</summary>
 /// <param name="Total">The objective: λ·KD + (1 − λ)·LM (or LM + λ·KD), per token with the token rule; a term of weight 0 is left out.</param>
 /// <param name="Distillation">The distillation term alone, reduced (× T² when configured), whatever its weight.</param>
 /// <param name="LanguageModel">The hard-label term alone, reduced.</param>
