@@ -515,7 +515,7 @@ internal static unsafe class FusedKernels
 
     /// <summary>Σ_j x_j in double (used by label smoothing; −∞ entries make it −∞).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static double SumOf<TS, TV>(float* x, int n)
+    internal static double SumOf<TS, TV>(float* x, int n)
         where TS : ISimd<TV>
         where TV : struct
     {

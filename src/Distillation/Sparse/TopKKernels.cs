@@ -47,29 +47,11 @@ internal static unsafe class TopKKernels
         return total + TS.SumAcross(TS.Add(acc0, acc1));
     }
 
-    /// <summary>Σ_j x_j in double (float lanes flushed every <see cref="FlushEvery"/> vectors). n ≥ TS.Count.</summary>
+    /// <summary>Σ_j x_j in double (the fused kernels' sum). n ≥ TS.Count.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static double Sum<TS, TV>(float* x, int n)
         where TS : ISimd<TV>
-        where TV : struct
-    {
-        double total = 0;
-        TV acc = TS.Zero;
-        int w = TS.Count, block = 0;
-        for (int i = 0; i < n; i += w)
-        {
-            int at = Math.Min(i, n - w);
-            acc = TS.Add(acc, TS.Select(TS.TailMask(Math.Min(w, n - i)), TS.Load(x + at), TS.Zero));
-            if (++block == FlushEvery)
-            {
-                total += TS.SumAcross(acc);
-                acc = TS.Zero;
-                block = 0;
-            }
-        }
-
-        return total + TS.SumAcross(acc);
-    }
+        where TV : struct => FusedKernels.SumOf<TS, TV>(x, n);
 
     /// <summary>destination_j = x_j · c. n ≥ TS.Count; the overlapping last vector rewrites equal values.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
