@@ -301,6 +301,8 @@ public class BadInputTests
     [InlineData(-1e-300)]
     [InlineData(1.0000001)]
     [InlineData(2.0)]
+    [InlineData(1e-9)]
+    [InlineData(1 - 1e-9)]
     [InlineData(double.NaN)]
     [InlineData(double.PositiveInfinity)]
     [InlineData(double.NegativeInfinity)]
@@ -309,13 +311,13 @@ public class BadInputTests
         Action divergence = () => Divergence.GeneralizedJsd(badBeta);
         divergence.Should().ThrowExactly<ArgumentOutOfRangeException>()
             .WithParameterName("beta")
-            .WithMessage("*β must lie in [0, 1]*");
+            .WithMessage("*β must be 0, 1, or lie in [1e-6, 1 − 1e-6]*");
 
         float[] values = Logits(Rows, 5);
         Action functional = () => Losses.GeneralizedJsd(badBeta, values, values.ToArray(), new float[values.Length], 5);
         functional.Should().ThrowExactly<ArgumentOutOfRangeException>()
             .WithParameterName("beta")
-            .WithMessage("*β must lie in [0, 1]*");
+            .WithMessage("*β must be 0, 1, or lie in [1e-6, 1 − 1e-6]*");
     }
 
     [Theory]
@@ -334,19 +336,22 @@ public class BadInputTests
     [InlineData(double.NaN)]
     [InlineData(double.PositiveInfinity)]
     [InlineData(double.NegativeInfinity)]
+    [InlineData(1e-40)]
+    [InlineData(0.999999999)]
     public void SkewDivergences_ThrowForAlphaOutsideHalfOpenInterval(double badAlpha)
     {
         Action skew = () => Divergence.SkewKL(badAlpha);
         Action skewReverse = () => Divergence.SkewReverseKL(badAlpha);
-        skew.Should().ThrowExactly<ArgumentOutOfRangeException>().WithParameterName("alpha").WithMessage("*α must lie in [0, 1)*");
-        skewReverse.Should().ThrowExactly<ArgumentOutOfRangeException>().WithParameterName("alpha").WithMessage("*α must lie in [0, 1)*");
+        skew.Should().ThrowExactly<ArgumentOutOfRangeException>().WithParameterName("alpha").WithMessage("*α must be 0 or lie in [1e-6, 1 − 1e-6]*");
+        skewReverse.Should().ThrowExactly<ArgumentOutOfRangeException>().WithParameterName("alpha").WithMessage("*α must be 0 or lie in [1e-6, 1 − 1e-6]*");
     }
 
     [Fact]
     public void SkewDivergences_AcceptAlphaZeroAndJustBelowOne()
     {
         Divergence.SkewKL(0).Parameter.Should().Be(0);
-        Divergence.SkewReverseKL(0.999999).Parameter.Should().Be(0.999999);
+        Divergence.SkewReverseKL(1 - 1e-6).Parameter.Should().Be(1 - 1e-6);
+        Divergence.SkewKL(1e-6).Parameter.Should().Be(1e-6);
     }
 
     [Theory]
@@ -375,6 +380,7 @@ public class BadInputTests
     [Theory]
     [InlineData(0.0)]
     [InlineData(-1.0)]
+    [InlineData(1e-300)]
     [InlineData(double.NaN)]
     [InlineData(double.PositiveInfinity)]
     [InlineData(double.NegativeInfinity)]
@@ -383,7 +389,7 @@ public class BadInputTests
         Action act = () => Reduction.SumDividedBy(badDivisor);
         act.Should().ThrowExactly<ArgumentOutOfRangeException>()
             .WithParameterName("divisor")
-            .WithMessage("*divisor must be finite and greater than 0*");
+            .WithMessage("*divisor must be finite and at least 1e-6*");
     }
 
     [Theory]

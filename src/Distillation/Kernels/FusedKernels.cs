@@ -98,8 +98,9 @@ internal static unsafe class FusedKernels
             }
             else
             {
-                // gradient = coef · qg − coef · Σqg · q, with qg stored in the gradient buffer by the pass above.
-                Rescale<TS, TV>(gradient + c0, coef, expS + c0, (float)(-coef * sumQg * cq), gradient + c0, len);
+                // gradient = coef · (qg − Σqg · q), with qg stored in the gradient buffer by the pass above; the difference
+                // is formed before the (possibly huge) coefficient, so a zero never meets an overflowed product.
+                DifferenceTimes<TS, TV>(gradient + c0, expS + c0, (float)(-sumQg * cq), coef, len);
             }
 
             c0 += len;
@@ -330,7 +331,7 @@ internal static unsafe class FusedKernels
         // −log q_j = (max − s_j)/T + log Z, with the maximum subtracted first so that log Z survives huge logits.
         double logZ = Math.Log(sum);
         double labelTerm = smoothing < 1 ? (1 - smoothing) * ((((double)max - student[label]) * invT) + logZ) : 0;
-        value = labelTerm + (smoothing > 0 ? smoothing * ((((double)max - (SumOf<TS, TV>(student, n) / n)) * invT) + logZ) : 0);
+        value = labelTerm + (smoothing > 0 ? smoothing * ((-SumBelow<TS, TV>(student, n, max) / n * invT) + logZ) : 0);
         if (gradient == null)
         {
             return RowStatus.Ok;
@@ -511,6 +512,59 @@ internal static unsafe class FusedKernels
 
         min = withMin ? -TS.MaxAcross(TS.Subtract(TS.Zero, lo)) : float.PositiveInfinity;
         return TS.MaxAcross(TS.Max(m0, m1));
+    }
+
+    /// <summary>destination_j = (destination_j + b_j · cb) · c, in place; the overlapping last vector keeps the lanes already written.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void DifferenceTimes<TS, TV>(float* destination, float* b, float cb, float c, int n)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        TV vB = TS.Splat(cb), vC = TS.Splat(c);
+        int w = TS.Count, i = 0;
+        for (; i + w <= n; i += w)
+        {
+            TS.Store(TS.Multiply(TS.MultiplyAdd(TS.Load(b + i), vB, TS.Load(destination + i)), vC), destination + i);
+        }
+
+        if (i < n)
+        {
+            int at = n - w;
+            TV old = TS.Load(destination + at);
+            TV fresh = TS.Multiply(TS.MultiplyAdd(TS.Load(b + at), vB, old), vC);
+            TS.Store(TS.Select(TS.TailMask(n - i), fresh, old), destination + at);
+        }
+    }
+
+    /// <summary>
+    /// Σ_j (x_j − shift) in double (label smoothing): each lane is widened to double before the shift is taken off,
+    /// so logits near ±float.MaxValue neither overflow nor lose the small differences; −∞ entries make it −∞.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static double SumBelow<TS, TV>(float* x, int n, float shift)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        var vShift = System.Runtime.Intrinsics.Vector256.Create((double)shift);
+        var acc = System.Runtime.Intrinsics.Vector256<double>.Zero;
+        int j = 0;
+        if (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
+        {
+            for (; j + 8 <= n; j += 8)
+            {
+                var v = System.Runtime.Intrinsics.Vector256.Load(x + j);
+                acc += System.Runtime.Intrinsics.Vector256.WidenLower(v) - vShift;
+                acc += System.Runtime.Intrinsics.Vector256.WidenUpper(v) - vShift;
+            }
+        }
+
+        double total = System.Runtime.Intrinsics.Vector256.Sum(acc);
+        for (; j < n; j++)
+        {
+            total += (double)x[j] - shift;
+        }
+
+        return total;
     }
 
     /// <summary>Σ_j x_j in double (used by label smoothing; −∞ entries make it −∞).</summary>

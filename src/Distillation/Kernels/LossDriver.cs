@@ -31,6 +31,9 @@ internal static unsafe class LossDriver
     /// <summary>Below this many elements per thread a call stays on the calling thread.</summary>
     internal const int MinElementsPerThread = 1 << 16;
 
+    /// <summary>The largest gradient scale accepted (see <see cref="Run"/>).</summary>
+    internal const double MaxGradientScale = 1e30;
+
     /// <summary>Runs <paramref name="kernel"/> over every real row.</summary>
     /// <param name="kernel">The row math.</param>
     /// <param name="vocabularySize">Columns per row.</param>
@@ -83,9 +86,27 @@ internal static unsafe class LossDriver
         float[] weights = ArrayPool<float>.Shared.Rent(Math.Max(rows, 1));
         try
         {
+            float maxWeight = 0;
             for (int r = 0; r < rows; r++)
             {
                 weights[r] = !selection.IsReal(r) ? 0f : selection.Weights.IsEmpty ? 1f : selection.Weights[r];
+                maxWeight = Math.Max(maxWeight, weights[r]);
+            }
+
+            // Every gradient entry is a probability difference times this scale: past float's range it would overflow
+            // and meet zeros as ∞ · 0 = NaN. Refuse it before anything is written.
+            if (valueScale * maxWeight / divisor > MaxGradientScale)
+            {
+                throw new ArgumentOutOfRangeException(
+                    selection.Weights.IsEmpty ? "reduction" : "rowWeights",
+                    valueScale * maxWeight / divisor,
+                    "The gradient scale (T² factor × row weight ÷ the reduction's divisor) exceeds 1e30; float32 gradients would overflow.");
+            }
+
+            long scratchFloats = kernel.ScratchFloats(vocabularySize);
+            if (rows > 0 && scratchFloats > Array.MaxLength)
+            {
+                throw new ArgumentOutOfRangeException(nameof(vocabularySize), vocabularySize, "A row this long needs more per-thread scratch than one .NET array holds.");
             }
 
             long elements = (long)rows * vocabularySize;
@@ -162,7 +183,12 @@ internal static unsafe class LossDriver
 
         public RowFailure Process(int first, int end)
         {
-            float[] scratch = ArrayPool<float>.Shared.Rent(Math.Max(kernel.ScratchFloats(vocabularySize), 1));
+            if (first >= end)
+            {
+                return default;
+            }
+
+            float[] scratch = ArrayPool<float>.Shared.Rent((int)Math.Max(kernel.ScratchFloats(vocabularySize), 1));
             try
             {
                 fixed (float* s = scratch)

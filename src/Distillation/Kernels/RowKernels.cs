@@ -8,7 +8,7 @@ namespace Distillation.Kernels;
 internal unsafe interface IRowKernel
 {
     /// <summary>Scratch floats one thread needs for rows of <paramref name="vocabularySize"/>.</summary>
-    int ScratchFloats(int vocabularySize);
+    long ScratchFloats(int vocabularySize);
 
     /// <summary>
     /// Computes row <paramref name="row"/>: its value, and its gradient into <paramref name="gradient"/> (when not null)
@@ -22,7 +22,7 @@ internal unsafe interface IRowKernel
 internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher, DistributionKind teacherKind, float* student, int vocabularySize, float temperature, KernelPath path, Half* teacherHalf = null, bool streaming = true) : IRowKernel
     where TOp : struct, IDivergenceOp
 {
-    public int ScratchFloats(int vocabularySize) => (3 * vocabularySize) + FusedKernels.ChunkShiftFloats(vocabularySize);
+    public long ScratchFloats(int vocabularySize) => (3L * vocabularySize) + FusedKernels.ChunkShiftFloats(vocabularySize);
 
     public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, out double value)
     {
@@ -74,7 +74,7 @@ internal readonly unsafe struct LabelRowKernel(float* student, int* labels, int 
 {
     public int VocabularySize => vocabularySize;
 
-    public int ScratchFloats(int vocabularySize) => vocabularySize;
+    public long ScratchFloats(int vocabularySize) => vocabularySize;
 
     public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, out double value)
     {

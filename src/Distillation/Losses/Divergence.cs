@@ -61,29 +61,29 @@ public readonly struct Divergence : IEquatable<Divergence>
     /// ends, so this convention is discontinuous there: JSD(1e-9) is nearly 0 while JSD(0) is KL(p‖q).
     /// β = 0.5 is the symmetric Jensen–Shannon divergence.
     /// </remarks>
-    /// <param name="beta">β in [0, 1].</param>
+    /// <param name="beta">β: 0, 1, or in [1e-6, 1 − 1e-6].</param>
     /// <returns>The divergence.</returns>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="beta"/> is outside [0, 1] or NaN.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="beta"/> is NaN, outside [0, 1], or within 1e-6 of an end without being it.</exception>
     public static Divergence GeneralizedJsd(double beta)
     {
-        if (!(beta >= 0 && beta <= 1))
+        if (!(beta >= 0 && beta <= 1) || (beta > 0 && beta < MinMixtureWeight) || (beta < 1 && beta > 1 - MinMixtureWeight))
         {
-            ThrowHelper.OutOfRange(nameof(beta), beta, "β must lie in [0, 1] (0 is forward KL, 1 is reverse KL).");
+            ThrowHelper.OutOfRange(nameof(beta), beta, "β must be 0, 1, or lie in [1e-6, 1 − 1e-6] (0 is forward KL, 1 is reverse KL; closer to the ends float32 cannot represent the mixture).");
         }
 
         return new(DivergenceKind.GeneralizedJsd, beta);
     }
 
     /// <summary>Skew KL (DistiLLM): KL(p ‖ α p + (1 − α) q). α = 0 is forward KL.</summary>
-    /// <param name="alpha">α in [0, 1): the mixture weight on the teacher; DistiLLM uses 0.1.</param>
+    /// <param name="alpha">α: 0 or in [1e-6, 1 − 1e-6]; the mixture weight on the teacher; DistiLLM uses 0.1.</param>
     /// <returns>The divergence.</returns>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="alpha"/> is outside [0, 1) or NaN (α = 1 would be identically 0).</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="alpha"/> is NaN, outside [0, 1 − 1e-6], or in (0, 1e-6) (α = 1 would be identically 0).</exception>
     public static Divergence SkewKL(double alpha) => new(DivergenceKind.SkewKL, CheckAlpha(alpha));
 
     /// <summary>Skew reverse KL (DistiLLM): KL(q ‖ α q + (1 − α) p). α = 0 is reverse KL.</summary>
-    /// <param name="alpha">α in [0, 1): the mixture weight on the student.</param>
+    /// <param name="alpha">α: 0 or in [1e-6, 1 − 1e-6]; the mixture weight on the student.</param>
     /// <returns>The divergence.</returns>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="alpha"/> is outside [0, 1) or NaN (α = 1 would be identically 0).</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="alpha"/> is NaN, outside [0, 1 − 1e-6], or in (0, 1e-6) (α = 1 would be identically 0).</exception>
     public static Divergence SkewReverseKL(double alpha) => new(DivergenceKind.SkewReverseKL, CheckAlpha(alpha));
 
     /// <summary>Whether the value is a divergence (≥ 0, 0 for identical rows); false only for soft cross-entropy.</summary>
@@ -118,11 +118,14 @@ public readonly struct Divergence : IEquatable<Divergence>
     /// <returns><see langword="true"/> when kind or parameter differ.</returns>
     public static bool operator !=(Divergence left, Divergence right) => !left.Equals(right);
 
+    /// <summary>The smallest mixture weight (and 1 − the largest) accepted besides the ends: float32 mixtures stay exact enough.</summary>
+    public const double MinMixtureWeight = 1e-6;
+
     private static double CheckAlpha(double alpha)
     {
-        if (!(alpha >= 0 && alpha < 1))
+        if (!(alpha >= 0 && alpha < 1) || (alpha > 0 && alpha < MinMixtureWeight) || alpha > 1 - MinMixtureWeight)
         {
-            ThrowHelper.OutOfRange(nameof(alpha), alpha, "α must lie in [0, 1) (0 is the plain KL; at 1 the divergence is identically 0).");
+            ThrowHelper.OutOfRange(nameof(alpha), alpha, "α must be 0 or lie in [1e-6, 1 − 1e-6] (0 is the plain KL; at 1 the divergence is identically 0; closer to the ends float32 cannot represent the mixture).");
         }
 
         return alpha;

@@ -34,6 +34,9 @@ public readonly struct Reduction : IEquatable<Reduction>
     /// <summary>The caller's divisor for <see cref="ReductionKind.SumDividedBy"/>; 0 for the other kinds.</summary>
     public double Divisor { get; }
 
+    /// <summary>The smallest divisor <see cref="SumDividedBy"/> accepts.</summary>
+    public const double MinDivisor = 1e-6;
+
     /// <summary>Per-row values, no reduction (a row-loss buffer must be given).</summary>
     public static Reduction None => new(ReductionKind.None, 0);
 
@@ -47,14 +50,14 @@ public readonly struct Reduction : IEquatable<Reduction>
     public static Reduction MeanOverSequences => new(ReductionKind.MeanOverSequences, 0);
 
     /// <summary>The sum over real rows ÷ <paramref name="divisor"/>, for normalising over several micro-batches.</summary>
-    /// <param name="divisor">A finite number greater than 0, typically the global batch's real-token count.</param>
+    /// <param name="divisor">A finite number of at least 1e-6, typically the global batch's real-token count.</param>
     /// <returns>The reduction.</returns>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="divisor"/> is not finite or not greater than 0.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="divisor"/> is not finite or below 1e-6.</exception>
     public static Reduction SumDividedBy(double divisor)
     {
-        if (!double.IsFinite(divisor) || divisor <= 0)
+        if (!double.IsFinite(divisor) || divisor < MinDivisor)
         {
-            ThrowHelper.OutOfRange(nameof(divisor), divisor, "The divisor must be finite and greater than 0.");
+            ThrowHelper.OutOfRange(nameof(divisor), divisor, "The divisor must be finite and at least 1e-6 (it is a count of tokens or sequences).");
         }
 
         return new(ReductionKind.SumDividedBy, divisor);

@@ -331,7 +331,7 @@ internal readonly unsafe ref struct ObjectiveRun(in LossCall call, float tempera
 internal readonly unsafe struct ObjectiveRowKernel<TKd>(TKd distillation, LabelRowKernel write, LabelRowKernel add, float* kdWeights, float* lmWeights, double* parts, int rows, double t2) : IRowKernel
     where TKd : struct, IRowKernel
 {
-    public int ScratchFloats(int vocabularySize) => Math.Max(distillation.ScratchFloats(vocabularySize), write.ScratchFloats(vocabularySize));
+    public long ScratchFloats(int vocabularySize) => Math.Max(distillation.ScratchFloats(vocabularySize), write.ScratchFloats(vocabularySize));
 
     public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, out double value)
     {

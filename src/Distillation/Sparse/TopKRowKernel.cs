@@ -34,7 +34,7 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
     public int VocabularySize => vocabularySize;
 
     // logP and logQ (k doubles each), saved exponentials (k floats), the student's exponentials (V floats).
-    public int ScratchFloats(int n) => (5 * k) + n + 4;
+    public long ScratchFloats(int n) => (5L * k) + n + 4;
 
     public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, out double value)
     {

@@ -24,7 +24,7 @@ internal readonly struct GeneralizedJsdOp(double beta) : IDivergenceOp
         where TS : ISimd<TV>
         where TV : struct
     {
-        TV logM = OpMath.LogMixture<TS, TV>(p, q, (float)_beta);
+        TV logM = TS.Log(OpMath.Mixture<TS, TV>(p, q, _beta));
         qg = TS.Select(TS.GreaterThan(q, TS.Zero), TS.Multiply(TS.Multiply(TS.Splat((float)(1 - _beta)), q), TS.Subtract(logQ, logM)), TS.Zero);
         TV fromTeacher = TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(TS.Multiply(TS.Splat((float)_beta), p), TS.Subtract(logP, logM)), TS.Zero);
         return TS.Add(fromTeacher, qg);

@@ -61,11 +61,14 @@ internal static class OpMath
         return m + System.Math.Log(1 + System.Math.Exp(-System.Math.Abs(a - b)));
     }
 
-    /// <summary>Log of the mixture w·x + (1 − w)·y, floored at <see cref="MixtureFloor"/>.</summary>
-    public static TV LogMixture<TS, TV>(TV x, TV y, float w)
+    /// <summary>
+    /// The mixture w·x + (1 − w)·y for probabilities x, y, with both weights rounded from double (so nothing cancels
+    /// when w is near 1), floored at <see cref="MixtureFloor"/> so that a log never sees an underflowed 0.
+    /// </summary>
+    public static TV Mixture<TS, TV>(TV x, TV y, double w)
         where TS : ISimd<TV>
         where TV : struct =>
-        TS.Log(TS.Max(TS.MultiplyAdd(TS.Splat(w), TS.Subtract(x, y), y), TS.Splat(MixtureFloor)));
+        TS.Max(TS.MultiplyAdd(TS.Splat((float)w), x, TS.Multiply(TS.Splat((float)(1 - w)), y)), TS.Splat(MixtureFloor));
 }
 
 /// <summary>Where a divergence is +∞.</summary>

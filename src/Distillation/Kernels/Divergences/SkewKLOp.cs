@@ -23,7 +23,7 @@ internal readonly struct SkewKLOp(double alpha) : IDivergenceOp
         where TS : ISimd<TV>
         where TV : struct
     {
-        TV r = TS.Max(TS.MultiplyAdd(TS.Splat((float)_alpha), TS.Subtract(p, q), q), TS.Splat(OpMath.MixtureFloor));
+        TV r = OpMath.Mixture<TS, TV>(p, q, _alpha);
         // p·q/r computed as p·(q/r): q/r ≤ 1/(1 − α), so nothing overflows.
         qg = TS.Multiply(TS.Splat((float)-(1 - _alpha)), TS.Multiply(p, TS.Divide(q, r)));
         return TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(p, TS.Subtract(logP, TS.Log(r))), TS.Zero);

@@ -30,7 +30,7 @@ internal readonly struct SkewReverseKLOp(double alpha) : IDivergenceOp
         where TS : ISimd<TV>
         where TV : struct
     {
-        TV r = TS.Max(TS.MultiplyAdd(TS.Splat((float)_alpha), TS.Subtract(q, p), p), TS.Splat(OpMath.MixtureFloor));
+        TV r = OpMath.Mixture<TS, TV>(q, p, _alpha);
         TV positive = TS.GreaterThan(q, TS.Zero);
         TV term = TS.Select(positive, TS.Multiply(q, TS.Subtract(logQ, TS.Log(r))), TS.Zero);
         // q²/r computed as q·(q/r): q/r ≤ 1/α, so nothing overflows.
