@@ -162,4 +162,61 @@ public sealed class FindingsTests
             g.Should().NotContain(float.NaN, $"{path}: [{string.Join(", ", g.Take(4))}, …]");
         }
     }
+
+    /// <summary>
+    /// F10. The driver hands each row its scale as (float)(numerator / divisor): Reduction.SumDividedBy(1e-300) (accepted:
+    /// "finite and greater than 0"), or a row weight like 1e30 times T², overflows it to +∞, and the kernels then form
+    /// ∞ · 0 = NaN wherever the gradient is 0 (±∞ elsewhere).
+    /// </summary>
+    [Fact]
+    public void F10_TinyDivisor_GivesNoNaNGradient()
+    {
+        var gradient = new float[2];
+        LossResult r = new DistillationLoss(Divergence.ForwardKL).Compute(TeacherDistribution.FromLogits(new[] { 0f, 1f }, 2), StudentDistribution.FromLogits(new[] { 0f, 1f }, 2), gradient, Reduction.SumDividedBy(1e-300));
+        r.Value.Should().Be(0);
+        gradient.Should().OnlyContain(g => g == 0, "identical rows: the gradient is 0 whatever the divisor");
+
+        var weighted = new float[2];
+        new DistillationLoss(Divergence.ForwardKL, 1e6f, TemperatureScaling.Squared).Compute(TeacherDistribution.FromLogits(new[] { 0f, 1f }, 2), StudentDistribution.FromLogits(new[] { 0f, 1f }, 2), weighted, rowWeights: new[] { 1e30f });
+        weighted.Should().NotContain(float.NaN, "a finite row weight (documented: finite, ≥ 0)");
+    }
+
+    /// <summary>
+    /// F11. With label smoothing, logits near float.MaxValue make the fused label kernel's float-lane sum of the row
+    /// overflow (+∞ + −∞): the loss is NaN (exact: 3.0e37) for a row of finite logits.
+    /// </summary>
+    [Fact]
+    public void F11_LabelSmoothing_IsNotNaN_ForLogitsNearFloatMax()
+    {
+        float[] s = Enumerable.Range(0, 32).Select(j => j % 2 == 0 ? 3e38f : -3e38f).ToArray();
+        LossResult r = new LanguageModelLoss(0.1f).Compute(StudentDistribution.FromLogits(s, 32), new TokenLabels(new[] { 0 }), new float[32]);
+        double expected = StableReference.LanguageModel(s, 0, 0.1, new double[32]);
+        r.Value.Should().BeApproximately(expected, 1e-5 * expected);
+    }
+
+    /// <summary>
+    /// F12. Monte-Carlo weights every candidate 1/K whatever its teacher log-probability: a candidate with a = −∞ (accepted:
+    /// "−∞ allowed") and b = −∞ gives KL = (1/K)(−∞ − (−∞)) = NaN (and a = −∞ with b finite gives KL = −∞).
+    /// </summary>
+    [Fact]
+    public void F12_MonteCarlo_IsNotNaN_ForACandidateImpossibleForBoth()
+    {
+        SequenceLossResult r = SequenceLosses.FromLogProbabilities(SequenceEstimator.MonteCarlo, [-0.5, double.NegativeInfinity], [-1, double.NegativeInfinity]);
+        double.IsNaN(r.KL).Should().BeFalse($"got {r}");
+    }
+
+    /// <summary>
+    /// F13. The per-thread scratch size is computed in int: DivergenceRowKernel.ScratchFloats(V) = 3V + … overflows for
+    /// V &gt; 715,827,882. It wraps negative (the driver then rents 1 float and the kernels write 3V floats through raw
+    /// pointers past it: memory corruption, for a 2.9 GB student row that fits in memory) or to a huge positive size (an
+    /// OutOfMemoryException even for a batch of zero rows, which the fuzzer found with V = 1,933,348,076).
+    /// </summary>
+    [Fact]
+    public unsafe void F13_ScratchSize_DoesNotOverflow_ForHugeVocabularies()
+    {
+        const int vocab = 800_000_000;
+        var kernel = new DivergenceRowKernel<Kernels.Divergences.ForwardKLOp>(default, null, DistributionKind.Logits, null, vocab, 1f, KernelPath.Vector512);
+        long floats = kernel.ScratchFloats(vocab);
+        floats.Should().BeGreaterThanOrEqualTo(3L * vocab, "three rows of V floats are written into the scratch");
+    }
 }
