@@ -150,8 +150,8 @@ internal static class Generators
     {
         DivergenceKind.GeneralizedJsd => Gen.Frequency(
             (1, Gen.OneOf(0.0, 1.0, 0.5)),
-            (1, Gen.Double[-9, -1].Select(e => Math.Pow(10, e))),
-            (1, Gen.Double[-9, -1].Select(e => 1 - Math.Pow(10, e))),
+            (1, Gen.Double[-6, -1].Select(e => Math.Pow(10, e))),
+            (1, Gen.Double[-6, -1].Select(e => 1 - Math.Pow(10, e))),
             (4, Gen.Double[0.01, 0.99])).Select(Distillation.Divergence.GeneralizedJsd),
         DivergenceKind.SkewKL => Alpha.Select(Distillation.Divergence.SkewKL),
         DivergenceKind.SkewReverseKL => Alpha.Select(Distillation.Divergence.SkewReverseKL),
@@ -168,8 +168,8 @@ internal static class Generators
     /// </summary>
     private static readonly Gen<double> Alpha = Gen.Frequency(
         (1, Gen.OneOf(0.0, 0.1, 0.5)),
-        (1, Gen.Double[-9, -1].Select(e => Math.Pow(10, e))),
-        (1, Gen.Double[-9, -1].Select(e => 1 - Math.Pow(10, e))),
+        (1, Gen.Double[-6, -1].Select(e => Math.Pow(10, e))),
+        (1, Gen.Double[-6, -1].Select(e => 1 - Math.Pow(10, e))),
         (4, Gen.Double[0.01, 0.99]));
 
     public static readonly Gen<Divergence> AnyDivergence = Gen.OneOf(
