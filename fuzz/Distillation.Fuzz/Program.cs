@@ -50,7 +50,7 @@ public static class Program
 
     private static int Replay(IEnumerable<string> paths)
     {
-        var files = paths.SelectMany(p => Directory.Exists(p) ? Directory.EnumerateFiles(p).Where(f => !Path.GetFileName(f).StartsWith("README", StringComparison.Ordinal)) : [p]).Order(StringComparer.Ordinal).ToList();
+        var files = paths.SelectMany(p => Directory.Exists(p) ? Directory.EnumerateFiles(p).Where(f => Path.GetFileName(f) is var n && !n.StartsWith("README", StringComparison.Ordinal) && !n.StartsWith('.')) : [p]).Order(StringComparer.Ordinal).ToList();
         int failed = 0;
         var signatures = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (string file in files)
