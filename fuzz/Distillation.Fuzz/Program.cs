@@ -9,7 +9,8 @@ namespace Distillation.Fuzz;
 /// <summary>
 /// The fuzzing harness. Modes:
 /// <list type="bullet">
-/// <item>no arguments: the SharpFuzz/AFL++ target (run by afl-fuzz with an instrumented Distillation.dll; see fuzz/run.sh);</item>
+/// <item>no arguments: the SharpFuzz/AFL++ target (run by afl-fuzz with an instrumented Distillation.dll; see fuzz/run.sh).
+/// The other modes must run on an uninstrumented copy: instrumented code writes coverage to afl-fuzz's shared memory;</item>
 /// <item><c>--replay PATH…</c>: run each file (or every file of each folder) once; exit 1 if any breaks the contract;</item>
 /// <item><c>--random SECONDS [SEED] [FINDINGS]</c>: an in-process random and mutational fuzzer, for machines without AFL++;</item>
 /// <item><c>--seeds FOLDER</c>: write the seed corpus (one small valid call per operation and edge case).</item>
@@ -21,7 +22,9 @@ public static class Program
     {
         if (args.Length == 0)
         {
-            SharpFuzz.Fuzzer.Run(stream =>
+            // Out of process: a crash that kills the runtime (an access violation, an out-of-memory kill) restarts the
+            // child instead of taking afl-fuzz's fork server down with it.
+            SharpFuzz.Fuzzer.OutOfProcess.Run(stream =>
             {
                 using var buffer = new MemoryStream();
                 stream.CopyTo(buffer);
@@ -47,8 +50,9 @@ public static class Program
 
     private static int Replay(IEnumerable<string> paths)
     {
-        var files = paths.SelectMany(p => Directory.Exists(p) ? Directory.EnumerateFiles(p).Where(f => !Path.GetFileName(f).StartsWith("README", StringComparison.Ordinal)) : [p]).Order(StringComparer.Ordinal).ToList();
+        var files = paths.SelectMany(p => Directory.Exists(p) ? Directory.EnumerateFiles(p).Where(f => Path.GetFileName(f) is var n && !n.StartsWith("README", StringComparison.Ordinal) && !n.StartsWith('.')) : [p]).Order(StringComparer.Ordinal).ToList();
         int failed = 0;
+        var signatures = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (string file in files)
         {
             try
@@ -58,11 +62,17 @@ public static class Program
             catch (Exception e)
             {
                 failed++;
+                string signature = Signature(e);
+                signatures[signature] = signatures.GetValueOrDefault(signature) + 1;
                 Console.WriteLine($"CRASH {file}\n  {e.GetType().Name}: {e.Message.Replace("\n", "\n  ", StringComparison.Ordinal)}");
             }
         }
 
         Console.WriteLine($"replayed {files.Count} inputs: {failed} broke the contract");
+        foreach ((string signature, int count) in signatures.OrderByDescending(p => p.Value))
+        {
+            Console.WriteLine($"  {count,5} × {signature}");
+        }
         return failed == 0 ? 0 : 1;
     }
 

@@ -40,14 +40,24 @@ internal static class Calls
     {
         var counter = new CaseCounter();
         var clock = Stopwatch.StartNew();
-        gen.Sample(
-            x =>
-            {
-                property(x);
-                counter.Add();
-            },
-            iter: ReliabilitySettings.Iterations,
-            print: print ?? (x => x?.ToString() ?? "null"));
+        try
+        {
+            gen.Sample(
+                x =>
+                {
+                    property(x);
+                    counter.Add();
+                },
+                iter: ReliabilitySettings.Iterations,
+                print: print ?? (x => x?.ToString() ?? "null"));
+        }
+        catch
+        {
+            // Record how many cases passed before (and while CsCheck shrank) the failure.
+            ReliabilitySettings.Record(output, $"{name} (FAILED)", counter.Count, clock.Elapsed);
+            throw;
+        }
+
         clock.Stop();
         ReliabilitySettings.Record(output, name, counter.Count, clock.Elapsed);
         counter.Count.Should().BeGreaterThanOrEqualTo(ReliabilitySettings.Iterations, "every generated case must have been checked");

@@ -208,8 +208,9 @@ public sealed class FindingsTests
     /// <summary>
     /// F13. The per-thread scratch size is computed in int: DivergenceRowKernel.ScratchFloats(V) = 3V + … overflows for
     /// V &gt; 715,827,882. It wraps negative (the driver then rents 1 float and the kernels write 3V floats through raw
-    /// pointers past it: memory corruption, for a 2.9 GB student row that fits in memory) or to a huge positive size (an
-    /// OutOfMemoryException even for a batch of zero rows, which the fuzzer found with V = 1,933,348,076).
+    /// pointers past it: memory corruption, for a 2.9 GB student row that fits in memory) or to a huge positive size. The
+    /// scratch is rented even for zero rows: the fuzzer found LanguageModelLoss on an empty batch with V = 2,147,483,593
+    /// throwing OutOfMemoryException (fuzz/regressions/F13-huge-vocabulary-scratch-oom.bin).
     /// </summary>
     [Fact]
     public unsafe void F13_ScratchSize_DoesNotOverflow_ForHugeVocabularies()
