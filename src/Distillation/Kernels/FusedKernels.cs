@@ -41,7 +41,7 @@ internal static unsafe class FusedKernels
             return status;
         }
 
-        TV vInvT = TS.Splat(invT), vMaxT = TS.Splat((float)row.MaxT), vMaxS = TS.Splat((float)row.MaxS);
+        TV vInvT = TS.Splat(invT), vMaxT = TS.Splat((float)row.MaxT), vMaxS = TS.Splat((float)row.MaxS), vLowest = TS.Splat(float.MinValue);
         TV vLogZT = TS.Splat((float)Math.Log(row.ZT)), vLogZS = TS.Splat((float)Math.Log(row.ZS));
         double loss = 0, sumQg = 0;
         int w = TS.Count, chunk = 0;
@@ -55,8 +55,10 @@ internal static unsafe class FusedKernels
             {
                 int at = Math.Min(i, len - w);
                 TV keep = TS.TailMask(Math.Min(w, len - i));
-                TV logP = TS.MultiplyAdd(TS.Subtract(TS.Load(t + at), vMaxT), vInvT, TS.Subtract(TS.Zero, vLogZT));
-                TV logQ = TS.MultiplyAdd(TS.Subtract(TS.Load(s + at), vMaxS), vInvT, TS.Subtract(TS.Zero, vLogZS));
+                // Floored at −FLT_MAX: a finite logit whose gap ÷ T leaves float's range keeps a finite (huge) log, so the
+                // value stays finite where the truth is; a −∞ logit (weight 0, or +∞ by the support rule) is unaffected.
+                TV logP = TS.Max(TS.MultiplyAdd(TS.Subtract(TS.Load(t + at), vMaxT), vInvT, TS.Subtract(TS.Zero, vLogZT)), vLowest);
+                TV logQ = TS.Max(TS.MultiplyAdd(TS.Subtract(TS.Load(s + at), vMaxS), vInvT, TS.Subtract(TS.Zero, vLogZS)), vLowest);
                 TV term = op.Element<TS, TV>(TS.Multiply(TS.Load(et + at), vCp), TS.Multiply(TS.Load(es + at), vCq), logP, logQ, out TV qg);
                 accLoss = TS.Add(accLoss, TS.Select(keep, term, TS.Zero));
                 accQg = TS.Add(accQg, TS.Select(keep, qg, TS.Zero));
