@@ -51,6 +51,31 @@ internal readonly ref struct LossCall
     public string RowLossesName { get; init; }
 
     public string LabelsName { get; init; }
+
+    /// <summary>
+    /// A call over <paramref name="student"/> with the public API's parameter names (teacher, student, studentGradient,
+    /// labels, rowLosses, rowWeights); the teacher side is added by the caller with <c>with</c>.
+    /// </summary>
+    public static LossCall ForStudent(StudentDistribution student, int vocabularySize, int rows, SequenceLayout? layout, TokenLabels labels, Span<float> gradient, bool wantsGradient, Reduction reduction, int maxThreads, KernelPath path) => new()
+    {
+        Student = student.Values.Span,
+        StudentKind = student.Kind,
+        VocabularySize = vocabularySize,
+        Rows = rows,
+        Layout = student.Layout ?? layout,
+        Labels = labels,
+        Gradient = gradient,
+        WantsGradient = wantsGradient,
+        Reduction = reduction,
+        MaxThreads = maxThreads,
+        Path = path,
+        TeacherName = "teacher",
+        StudentName = "student",
+        GradientName = "studentGradient",
+        RowLossesName = "rowLosses",
+        RowWeightsName = "rowWeights",
+        LabelsName = "labels",
+    };
 }
 
 /// <summary>Validates a call, picks the row kernel and runs the driver. The one place divergences are listed.</summary>

@@ -102,30 +102,13 @@ public sealed partial class DistillationLoss
     internal LossResult ComputeCore(TeacherDistribution teacher, StudentDistribution student, Span<float> studentGradient, bool wantsGradient, Reduction reduction, TokenLabels labels, Span<float> rowLosses, KernelPath path, ReadOnlySpan<float> rowWeights = default)
     {
         InputChecks.Pair(teacher, student, nameof(teacher), nameof(student));
-        var call = new LossCall
+        var call = LossCall.ForStudent(student, teacher.VocabularySize, teacher.RowCount, teacher.Layout, labels, studentGradient, wantsGradient, reduction, MaxDegreeOfParallelism, path) with
         {
             Teacher = teacher.Values.Span,
             TeacherHalf = teacher.HalfValues.Span,
             TeacherKind = teacher.Kind,
-            Student = student.Values.Span,
-            StudentKind = student.Kind,
-            VocabularySize = teacher.VocabularySize,
-            Rows = teacher.RowCount,
-            Layout = student.Layout ?? teacher.Layout,
-            Labels = labels,
-            Gradient = studentGradient,
-            WantsGradient = wantsGradient,
             RowLosses = rowLosses,
             RowWeights = rowWeights,
-            RowWeightsName = nameof(rowWeights),
-            Reduction = reduction,
-            MaxThreads = MaxDegreeOfParallelism,
-            Path = path,
-            TeacherName = nameof(teacher),
-            StudentName = nameof(student),
-            GradientName = nameof(studentGradient),
-            RowLossesName = nameof(rowLosses),
-            LabelsName = nameof(labels),
         };
         return LossEngine.Divergence(Divergence, Temperature, TemperatureScaling, call);
     }

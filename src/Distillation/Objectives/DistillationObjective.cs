@@ -62,6 +62,20 @@ public sealed partial class DistillationObjective
     /// <summary>The configuration.</summary>
     public DistillationObjectiveOptions Options { get; }
 
+    /// <summary>The objective reduces both terms over the same rows: no per-row reduction, one label per row.</summary>
+    private static void CheckObjectiveArguments(Reduction reduction, TokenLabels labels, int rows)
+    {
+        if (reduction.Kind == ReductionKind.None)
+        {
+            ThrowHelper.Argument(nameof(reduction), "The objective reduces both terms; use DistillationLoss and LanguageModelLoss for per-row values.");
+        }
+
+        if (labels.Length != rows)
+        {
+            ThrowHelper.Argument(nameof(labels), ThrowHelper.Format($"The objective needs one label per row: {labels.Length} labels for {rows} rows."));
+        }
+    }
+
     /// <summary>Validates the short constructor's arguments under their own names.</summary>
     private static DistillationObjectiveOptions ValidatedOptions(Divergence divergence, float temperature, LambdaSchedule lambda, TemperatureScaling temperatureScaling)
     {
@@ -116,39 +130,14 @@ public sealed partial class DistillationObjective
     {
         double lambda = Options.Lambda.ValueAt(step);
         InputChecks.Pair(teacher, student, nameof(teacher), nameof(student));
-        if (reduction.Kind == ReductionKind.None)
-        {
-            ThrowHelper.Argument(nameof(reduction), "The objective reduces both terms; use DistillationLoss and LanguageModelLoss for per-row values.");
-        }
-
-        if (labels.Length != teacher.RowCount)
-        {
-            ThrowHelper.Argument(nameof(labels), ThrowHelper.Format($"The objective needs one label per row: {labels.Length} labels for {teacher.RowCount} rows."));
-        }
+        CheckObjectiveArguments(reduction, labels, teacher.RowCount);
 
         int rows = teacher.RowCount, vocab = teacher.VocabularySize;
-        var call = new LossCall
+        var call = LossCall.ForStudent(student, teacher.VocabularySize, rows, teacher.Layout, labels, studentGradient, wantsGradient, reduction, MaxDegreeOfParallelism, path) with
         {
             Teacher = teacher.Values.Span,
             TeacherHalf = teacher.HalfValues.Span,
             TeacherKind = teacher.Kind,
-            Student = student.Values.Span,
-            StudentKind = student.Kind,
-            VocabularySize = vocab,
-            Rows = rows,
-            Layout = student.Layout ?? teacher.Layout,
-            Labels = labels,
-            Gradient = studentGradient,
-            WantsGradient = wantsGradient,
-            Reduction = reduction,
-            MaxThreads = MaxDegreeOfParallelism,
-            Path = path,
-            TeacherName = nameof(teacher),
-            StudentName = nameof(student),
-            GradientName = nameof(studentGradient),
-            RowLossesName = "rowLosses",
-            RowWeightsName = "rowWeights",
-            LabelsName = nameof(labels),
         };
         LossEngine.Validate(call);
 

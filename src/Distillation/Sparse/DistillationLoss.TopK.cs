@@ -60,27 +60,10 @@ public sealed partial class DistillationLoss
     internal LossResult ComputeCore(TopKTeacherDistribution teacher, StudentDistribution student, Span<float> studentGradient, bool wantsGradient, Reduction reduction, TokenLabels labels, Span<float> rowLosses, KernelPath path, ReadOnlySpan<float> rowWeights = default)
     {
         TopKEngine.Pair(teacher, student, nameof(teacher), nameof(student));
-        var call = new LossCall
+        var call = LossCall.ForStudent(student, teacher.VocabularySize, teacher.RowCount, teacher.Layout, labels, studentGradient, wantsGradient, reduction, MaxDegreeOfParallelism, path) with
         {
-            Student = student.Values.Span,
-            StudentKind = student.Kind,
-            VocabularySize = teacher.VocabularySize,
-            Rows = teacher.RowCount,
-            Layout = student.Layout ?? teacher.Layout,
-            Labels = labels,
-            Gradient = studentGradient,
-            WantsGradient = wantsGradient,
             RowLosses = rowLosses,
             RowWeights = rowWeights,
-            RowWeightsName = nameof(rowWeights),
-            Reduction = reduction,
-            MaxThreads = MaxDegreeOfParallelism,
-            Path = path,
-            TeacherName = nameof(teacher),
-            StudentName = nameof(student),
-            GradientName = nameof(studentGradient),
-            RowLossesName = nameof(rowLosses),
-            LabelsName = nameof(labels),
         };
         return TopKEngine.Divergence(Divergence, Temperature, TemperatureScaling, teacher, call);
     }

@@ -52,37 +52,10 @@ public sealed partial class DistillationObjective
     {
         double lambda = Options.Lambda.ValueAt(step);
         TopKEngine.Pair(teacher, student, nameof(teacher), nameof(student));
-        if (reduction.Kind == ReductionKind.None)
-        {
-            ThrowHelper.Argument(nameof(reduction), "The objective reduces both terms; use DistillationLoss and LanguageModelLoss for per-row values.");
-        }
-
-        if (labels.Length != teacher.RowCount)
-        {
-            ThrowHelper.Argument(nameof(labels), ThrowHelper.Format($"The objective needs one label per row: {labels.Length} labels for {teacher.RowCount} rows."));
-        }
+        CheckObjectiveArguments(reduction, labels, teacher.RowCount);
 
         int rows = teacher.RowCount;
-        var call = new LossCall
-        {
-            Student = student.Values.Span,
-            StudentKind = student.Kind,
-            VocabularySize = teacher.VocabularySize,
-            Rows = rows,
-            Layout = student.Layout ?? teacher.Layout,
-            Labels = labels,
-            Gradient = studentGradient,
-            WantsGradient = wantsGradient,
-            Reduction = reduction,
-            MaxThreads = MaxDegreeOfParallelism,
-            Path = path,
-            TeacherName = nameof(teacher),
-            StudentName = nameof(student),
-            GradientName = nameof(studentGradient),
-            RowLossesName = "rowLosses",
-            RowWeightsName = "rowWeights",
-            LabelsName = nameof(labels),
-        };
+        var call = LossCall.ForStudent(student, teacher.VocabularySize, rows, teacher.Layout, labels, studentGradient, wantsGradient, reduction, MaxDegreeOfParallelism, path);
         TopKEngine.Validate(teacher, call);
 
         float[] kdWeights = ArrayPool<float>.Shared.Rent(Math.Max(rows, 1));
