@@ -58,6 +58,7 @@ internal readonly ref struct LossCall
     /// </summary>
     public static LossCall ForStudent(StudentDistribution student, int vocabularySize, int rows, SequenceLayout? layout, TokenLabels labels, Span<float> gradient, bool wantsGradient, Reduction reduction, int maxThreads, KernelPath path) => new()
     {
+        TeacherKind = DistributionKind.Logits,
         Student = student.Values.Span,
         StudentKind = student.Kind,
         VocabularySize = vocabularySize,

@@ -69,27 +69,9 @@ public sealed class LanguageModelLoss
     internal LossResult ComputeCore(StudentDistribution student, TokenLabels labels, Span<float> studentGradient, bool wantsGradient, Reduction reduction, Span<float> rowLosses, KernelPath path)
     {
         DistributionShape.CheckInitialized(student.VocabularySize, nameof(student));
-        var call = new LossCall
+        var call = LossCall.ForStudent(student, student.VocabularySize, student.RowCount, null, labels, studentGradient, wantsGradient, reduction, MaxDegreeOfParallelism, path) with
         {
-            Teacher = default,
-            TeacherKind = DistributionKind.Logits,
-            Student = student.Values.Span,
-            StudentKind = student.Kind,
-            VocabularySize = student.VocabularySize,
-            Rows = student.RowCount,
-            Layout = student.Layout,
-            Labels = labels,
-            Gradient = studentGradient,
-            WantsGradient = wantsGradient,
             RowLosses = rowLosses,
-            Reduction = reduction,
-            MaxThreads = MaxDegreeOfParallelism,
-            Path = path,
-            TeacherName = "teacher",
-            StudentName = nameof(student),
-            GradientName = nameof(studentGradient),
-            RowLossesName = nameof(rowLosses),
-            LabelsName = nameof(labels),
         };
         return LossEngine.LanguageModel(LabelSmoothing, call);
     }

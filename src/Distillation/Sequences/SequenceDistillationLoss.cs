@@ -108,27 +108,12 @@ public sealed class SequenceDistillationLoss
             ThrowHelper.Argument(tokensName, ThrowHelper.Format($"There are {tokens.Length} tokens for {student.RowCount} rows."));
         }
 
-        var call = new LossCall
+        var call = LossCall.ForStudent(student, student.VocabularySize, student.RowCount, null, tokens, gradient, wantsGradient, Reduction.Sum, maxThreads > 0 ? maxThreads : Environment.ProcessorCount, path) with
         {
-            Student = student.Values.Span,
-            StudentKind = student.Kind,
-            TeacherKind = DistributionKind.Logits,
-            VocabularySize = student.VocabularySize,
-            Rows = student.RowCount,
-            Layout = student.Layout,
-            Labels = tokens,
-            Gradient = gradient,
-            WantsGradient = wantsGradient,
             RowLosses = rowLosses,
             RowWeights = rowWeights,
-            Reduction = Reduction.Sum,
-            MaxThreads = maxThreads > 0 ? maxThreads : Environment.ProcessorCount,
-            Path = path,
-            TeacherName = "teacher",
             StudentName = studentName,
             GradientName = gradientName,
-            RowLossesName = "rowLosses",
-            RowWeightsName = "rowWeights",
             LabelsName = tokensName,
         };
         return LossEngine.Label(0f, temperature, call);
