@@ -15,32 +15,47 @@ namespace Distillation.Kernels;
 /// Replaces the unfused chain softmax(t/T), log_softmax(s/T), the divergence's elementwise terms, a sum, and autograd's
 /// backward through the softmax. Partial sums are kept in float lanes for at most <see cref="FlushEvery"/> vectors and
 /// then added in double.
+/// <para>
+/// A row's gradient needs the row's normalisers, so it can only be written after a full pass over the row. With
+/// streaming stores the kernels therefore leave it as a <see cref="DeferredGradient"/> and write it during the next
+/// row's first pass, which is bound by arithmetic (two exponentials per element) while the gradient is bound by memory
+/// writes: interleaved, the two overlap instead of adding up. The per-thread scratch has two <see cref="RowBank"/>s for
+/// this; the driver writes the last deferred gradient at the end of its rows.
+/// </para>
 /// </remarks>
 internal static unsafe class FusedKernels
 {
     /// <summary>Vectors accumulated in float before a partial sum is added in double.</summary>
     private const int FlushEvery = 64;
 
+    /// <summary>log2(e): the chunked kernels work with base-2 exponents y = (v − max) · log2(e)/T.</summary>
+    private const double Log2E = 1.4426950408889634;
+
     /// <summary>
     /// One row of a general divergence over teacher logits (or log-probabilities), in three passes of which only the
     /// first reads memory: <see cref="ChunkedPass{TS, TV, TOp}"/> (maxima, exponentials, Z, the +∞ rule); per chunk from
-    /// cache, p, q, log p = (t − max_t)/T − log Z_t and log q likewise, the op's term and q·g (stored in the gradient
-    /// buffer); then gradient = coef · (qg − q · Σ qg), or coef · (q − p) for a row whose value is +∞.
-    /// Scratch: <paramref name="expT"/>, <paramref name="expS"/> of n floats and the chunk shifts.
+    /// cache, p, q, log p = (t − max_t)/T − log Z_t and log q likewise, the op's term and q·g (stored over the teacher's
+    /// exponentials); then gradient = coef · (qg − q · Σ qg), or coef · (q − p) for a row whose value is +∞, written
+    /// now or deferred (see <see cref="FusedKernels"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static RowStatus DivergenceRow<TS, TV, TOp>(in TOp op, float* teacher, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* shifts, bool streaming, out double value)
+    public static RowStatus DivergenceRow<TS, TV, TOp>(in TOp op, float* teacher, float* student, int n, float invT, float* gradient, float coef, in RowBank bank, bool streaming, ref DeferredGradient deferred, out double value)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
     {
         value = 0;
-        RowStatus status = ChunkedPass<TS, TV, TOp>(teacher, student, n, invT, expT, expS, shifts, out RowStatistics row);
+        RowStatus status = ChunkedPass<TS, TV, TOp>(teacher, student, n, invT, bank, ref deferred, out RowStatistics row);
         if (status != RowStatus.Ok)
         {
             return status;
         }
 
+        // +∞ exactly where the op's support rule says so, whatever underflowed in float; such a row keeps the teacher's
+        // exponentials for its gradient coef · (q − p), the others get q·g stored over them.
+        bool infinite = row.Infinite;
+        float* qgStore = gradient != null && !infinite ? bank.ExpT : null;
+        float* expT = bank.ExpT, expS = bank.ExpS, shifts = bank.Shifts;
         TV vInvT = TS.Splat(invT), vMaxT = TS.Splat((float)row.MaxT), vMaxS = TS.Splat((float)row.MaxS), vLowest = TS.Splat(float.MinValue);
         TV vLogZT = TS.Splat((float)Math.Log(row.ZT)), vLogZS = TS.Splat((float)Math.Log(row.ZS));
         double loss = 0, sumQg = 0;
@@ -50,7 +65,7 @@ internal static unsafe class FusedKernels
             int len = ChunkLength(n - c0);
             (float cp, float cq) = row.ChunkFactors(shifts, chunk, invT);
             TV vCp = TS.Splat(cp), vCq = TS.Splat(cq), accLoss = TS.Zero, accQg = TS.Zero;
-            float* t = teacher + c0, s = student + c0, et = expT + c0, es = expS + c0, g = gradient + c0;
+            float* t = teacher + c0, s = student + c0, et = expT + c0, es = expS + c0;
             for (int i = 0; i < len; i += w)
             {
                 int at = Math.Min(i, len - w);
@@ -62,9 +77,10 @@ internal static unsafe class FusedKernels
                 TV term = op.Element<TS, TV>(TS.Multiply(TS.Load(et + at), vCp), TS.Multiply(TS.Load(es + at), vCq), logP, logQ, out TV qg);
                 accLoss = TS.Add(accLoss, TS.Select(keep, term, TS.Zero));
                 accQg = TS.Add(accQg, TS.Select(keep, qg, TS.Zero));
-                if (gradient != null)
+                if (qgStore != null)
                 {
-                    TS.Store(qg, g + at);
+                    // The overlapping last vector rewrites its kept lanes' q·g over values it has just read.
+                    TS.Store(TS.Select(keep, qg, TS.Load(et + at)), et + at);
                 }
             }
 
@@ -73,49 +89,41 @@ internal static unsafe class FusedKernels
             c0 += len;
         }
 
-        // +∞ exactly where the op's support rule says so, whatever underflowed in float.
-        bool infinite = row.Infinite;
         value = infinite ? double.PositiveInfinity : TOp.IsDivergence ? Math.Max(loss, 0) : loss;
         if (gradient == null)
         {
             return RowStatus.Ok;
         }
 
+        // The per-chunk factors replace the chunk maxima in place. A finite row: (qg + e_s · b) · coef with
+        // b = −Σqg · cq, the difference formed before the (possibly huge) coefficient so that a zero never meets an
+        // overflowed product; an infinite row: the forward-KL gradient e_s · coef·cq − e_t · coef·cp.
         chunk = 0;
         for (int c0 = 0; c0 < n; chunk++)
         {
-            int len = ChunkLength(n - c0);
             (float cp, float cq) = row.ChunkFactors(shifts, chunk, invT);
-            if (infinite)
-            {
-                // An infinite row keeps the finite forward-KL gradient coef · (q − p).
-                if (streaming)
-                {
-                    RescaleStreaming<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
-                }
-                else
-                {
-                    Rescale<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
-                }
-            }
-            else
-            {
-                // gradient = coef · (qg − Σqg · q), with qg stored in the gradient buffer by the pass above; the difference
-                // is formed before the (possibly huge) coefficient, so a zero never meets an overflowed product.
-                DifferenceTimes<TS, TV>(gradient + c0, expS + c0, (float)(-sumQg * cq), coef, len);
-            }
-
-            c0 += len;
+            shifts[ChunkStride * chunk] = infinite ? coef * cq : coef;
+            shifts[(ChunkStride * chunk) + 1] = infinite ? -coef * cp : (float)(-sumQg * cq);
+            c0 += ChunkLength(n - c0);
         }
 
-        return RowStatus.Ok;
+        return Defer<TS, TV>(new DeferredGradient(gradient, infinite ? expS : expT, infinite ? expT : expS, shifts, n, difference: !infinite), streaming, ref deferred);
     }
 
     /// <summary>Columns per chunk: a chunk's inputs and exponentials stay in L1.</summary>
     internal const int Chunk = 2048;
 
-    /// <summary>Scratch floats the chunked kernels need for their chunk maxima.</summary>
-    public static int ChunkShiftFloats(int n) => 2 * ((n / (Chunk / 2)) + 2);
+    /// <summary>The largest |shift · c| for which the chunked kernels form exponents with one FMA (see <see cref="ChunkedPass{TS, TV, TOp}"/>).</summary>
+    private const float FusedShiftLimit = 1 << 20;
+
+    /// <summary>Floats per chunk in a bank's shifts: the two maxima and the two exponent shifts δ, later the gradient's two factors.</summary>
+    private const int ChunkStride = 4;
+
+    /// <summary>Scratch floats the chunked kernels need for their chunk maxima (a multiple of 16, so that what follows stays aligned).</summary>
+    public static int ChunkShiftFloats(int n) => RoundUp(ChunkStride * ((n / (Chunk / 2)) + 2));
+
+    /// <summary>n rounded up to a multiple of 16 floats (64 bytes).</summary>
+    public static int RoundUp(int n) => (n + 15) & ~15;
 
     /// <summary>The length of the chunk starting <paramref name="remaining"/> columns before the row's end (the last two share the rest evenly).</summary>
     private static int ChunkLength(int remaining) => remaining <= Chunk ? remaining : remaining < 2 * Chunk ? remaining / 2 : Chunk;
@@ -123,20 +131,21 @@ internal static unsafe class FusedKernels
     /// <summary>
     /// One row of a teacher-weighted op (forward KL, soft CE, the teacher's entropy) in a single pass over memory (see
     /// <see cref="ChunkedPass{TS, TV, TOp}"/>): the value follows from the mean of one teacher-weighted sum; the
-    /// gradient coef · (q − p) rescales the stored exponentials per chunk.
+    /// gradient coef · (q − p) rescales the stored exponentials per chunk, written now or deferred (see
+    /// <see cref="FusedKernels"/>).
     /// </summary>
     /// <remarks>
     /// Replaces softmax(t/T), log_softmax(s/T), Σ p (log p − log q) and autograd's backward: one exp per element per
     /// distribution, no log per element, inputs read once and the gradient written once.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static RowStatus TeacherWeightedRow<TS, TV, TOp>(float* teacher, float* student, int n, float invT, float* gradient, float coef, float* expT, float* expS, float* shifts, bool streaming, out double value)
+    public static RowStatus TeacherWeightedRow<TS, TV, TOp>(float* teacher, float* student, int n, float invT, float* gradient, float coef, in RowBank bank, bool streaming, ref DeferredGradient deferred, out double value)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
     {
         value = 0;
-        RowStatus status = ChunkedPass<TS, TV, TOp>(teacher, student, n, invT, expT, expS, shifts, out RowStatistics row);
+        RowStatus status = ChunkedPass<TS, TV, TOp>(teacher, student, n, invT, bank, ref deferred, out RowStatistics row);
         if (status != RowStatus.Ok)
         {
             return status;
@@ -148,34 +157,74 @@ internal static unsafe class FusedKernels
             return RowStatus.Ok;
         }
 
+        // The per-chunk factors of coef · (q − p) = e_s · coef·cq − e_t · coef·cp replace the chunk maxima in place.
+        float* shifts = bank.Shifts;
         int chunk = 0;
         for (int c0 = 0; c0 < n; chunk++)
         {
-            int len = ChunkLength(n - c0);
             (float cp, float cq) = row.ChunkFactors(shifts, chunk, invT);
-            if (streaming)
-                {
-                    RescaleStreaming<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
-                }
-                else
-                {
-                    Rescale<TS, TV>(expS + c0, coef * cq, expT + c0, -coef * cp, gradient + c0, len);
-                }
-            c0 += len;
+            shifts[ChunkStride * chunk] = coef * cq;
+            shifts[(ChunkStride * chunk) + 1] = -coef * cp;
+            c0 += ChunkLength(n - c0);
+        }
+
+        return Defer<TS, TV>(new DeferredGradient(gradient, bank.ExpS, bank.ExpT, shifts, n, difference: false), streaming, ref deferred);
+    }
+
+    /// <summary>
+    /// Hands a row's gradient to the next row's first pass when it may be streamed (and the width has streaming
+    /// stores); otherwise writes it now with ordinary stores, as callers that read it back at once need.
+    /// </summary>
+    private static RowStatus Defer<TS, TV>(in DeferredGradient gradient, bool streaming, ref DeferredGradient deferred)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        if (streaming && TS.HasNonTemporalStore)
+        {
+            deferred = gradient;
+        }
+        else
+        {
+            Write<TS, TV>(gradient, streaming: false);
         }
 
         return RowStatus.Ok;
     }
 
+    /// <summary>Writes a deferred gradient on its own (the last row of a thread's rows, or a row that is not streamed).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Write<TS, TV>(in DeferredGradient gradient, bool streaming)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        int n = gradient.N, chunk = 0;
+        for (int c0 = 0; c0 < n; chunk++)
+        {
+            int len = ChunkLength(n - c0);
+            float a = gradient.Factors[ChunkStride * chunk], b = gradient.Factors[(ChunkStride * chunk) + 1];
+            if (gradient.Difference)
+            {
+                Combine<TS, TV, DifferenceForm>(gradient.X + c0, gradient.Y + c0, a, b, gradient.Destination + c0, len, streaming);
+            }
+            else
+            {
+                Combine<TS, TV, RescaleForm>(gradient.X + c0, gradient.Y + c0, a, b, gradient.Destination + c0, len, streaming);
+            }
+
+            c0 += len;
+        }
+    }
+
     /// <summary>
     /// The first pass of the chunked kernels, the only one that reads the inputs from memory. Per chunk of at most
-    /// <see cref="Chunk"/> columns: the chunk maxima, then x = (v − max)/T, e_t = exp(x_t) and e_s = exp(x_s) (stored in
-    /// scratch), Z_t, Z_s and, for teacher-weighted ops, A = Σ e_t · f(x_t, x_s); the chunks are merged online in
+    /// <see cref="Chunk"/> columns: the chunk maxima, then y = (v − max) · log2(e)/T, e_t = 2^y_t and e_s = 2^y_s (stored in
+    /// the bank), Z_t, Z_s and, for teacher-weighted ops, A = Σ e_t · f(y_t, y_s); the chunks are merged online in
     /// double into statistics relative to the row maxima. The op's +∞ rule is checked on the raw logits, and only in
-    /// chunks where the relevant side has a −∞ at all.
+    /// chunks where the relevant side has a −∞ at all. A <paramref name="deferred"/> gradient of the previous row is
+    /// written chunk by chunk in the same loop and then cleared.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static RowStatus ChunkedPass<TS, TV, TOp>(float* teacher, float* student, int n, float invT, float* expT, float* expS, float* shifts, out RowStatistics row)
+    private static RowStatus ChunkedPass<TS, TV, TOp>(float* teacher, float* student, int n, float invT, in RowBank bank, ref DeferredGradient deferred, out RowStatistics row)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
@@ -189,6 +238,13 @@ internal static unsafe class FusedKernels
             TeacherWeightedSum.TeacherLogit => (1.0, 0.0),
             _ => (0.0, 0.0),
         };
+
+        // The base-2 scale and its way back: a chunk's weighted sum in y units times invT / c is in natural units.
+        float c = (float)(invT * Log2E);
+        double toNatural = invT / (double)c;
+        DeferredGradient pending = deferred;
+        deferred = default;
+        float* expT = bank.ExpT, expS = bank.ExpS, shifts = bank.Shifts;
         double maxT = double.NegativeInfinity, maxS = double.NegativeInfinity, zT = 0, zS = 0, a = 0;
         bool infinite = false;
         row = default;
@@ -209,9 +265,32 @@ internal static unsafe class FusedKernels
                 return RowStatus.StudentInvalidValue;
             }
 
-            shifts[2 * chunks] = mt;
-            shifts[(2 * chunks) + 1] = ms;
-            ChunkSums<TS, TV, TOp>(t, s, len, ShiftOf(mt), ShiftOf(ms), invT, expT + c0, expS + c0, out double cz, out double czs, out double ca);
+            // y = v · c − S with S = fl(shift · c): one FMA instead of a subtraction and a multiplication. The rounding of
+            // S shifts every y of the chunk by the same δ = S − shift · c (exact in double), which the chunk's sums and
+            // factors take back exactly. |S| ≤ 2^20 keeps |δ| ≤ 1/16, so the chunk maximum's 2^y stays near 1; beyond
+            // that (huge logits), (v − shift) · c instead. Only the teacher-weighted ops take the FMA: a general op's
+            // gradient qg − q·Σqg cancels exactly for a one-hot student only if the maximum's exponential is exactly 1.
+            float shiftT = ShiftOf(mt), shiftS = ShiftOf(ms), sT = shiftT * c, sS = shiftS * c;
+            bool fused = TOp.WeightedSum != TeacherWeightedSum.None && Math.Abs(sT) <= FusedShiftLimit && Math.Abs(sS) <= FusedShiftLimit;
+            double dT = fused ? sT - ((double)shiftT * c) : 0, dS = fused ? sS - ((double)shiftS * c) : 0;
+            shifts[ChunkStride * chunks] = mt;
+            shifts[(ChunkStride * chunks) + 1] = ms;
+            shifts[(ChunkStride * chunks) + 2] = (float)dT;
+            shifts[(ChunkStride * chunks) + 3] = (float)dS;
+            double cz, czs, ca;
+            if (fused)
+            {
+                ChunkSums<TS, TV, TOp, FusedShift>(t, s, len, -sT, -sS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca);
+            }
+            else
+            {
+                ChunkSums<TS, TV, TOp, SubtractShift>(t, s, len, shiftT, shiftS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca);
+            }
+
+            double gT = Math.Exp(dT * Math.Log(2)), gS = Math.Exp(dS * Math.Log(2));
+            ca = gT * (ca + (cz * Offset(alpha, dT, beta, dS))) * toNatural;
+            cz *= gT;
+            czs *= gS;
             if (double.IsNaN(cz))
             {
                 return RowStatus.TeacherInvalidValue;
@@ -297,12 +376,13 @@ internal static unsafe class FusedKernels
     /// <summary>A row's merged statistics from <see cref="ChunkedPass{TS, TV, TOp}"/>, relative to the row maxima (raw logit units).</summary>
     private readonly record struct RowStatistics(double MaxT, double MaxS, double ZT, double ZS, double A, bool Infinite)
     {
-        /// <summary>p_j = e_t,j · cp and q_j = e_s,j · cq for the stored exponentials of chunk <paramref name="chunk"/>.</summary>
+        /// <summary>p_j = e_t,j · cp and q_j = e_s,j · cq for the stored exponentials of chunk <paramref name="chunk"/> (their shift δ included).</summary>
         public (float Cp, float Cq) ChunkFactors(float* shifts, int chunk, float invT)
         {
-            float mt = shifts[2 * chunk], ms = shifts[(2 * chunk) + 1];
-            return (float.IsNegativeInfinity(mt) ? 0 : (float)(Math.Exp((mt - MaxT) * invT) / ZT),
-                    float.IsNegativeInfinity(ms) ? 0 : (float)(Math.Exp((ms - MaxS) * invT) / ZS));
+            float mt = shifts[ChunkStride * chunk], ms = shifts[(ChunkStride * chunk) + 1];
+            double dT = shifts[(ChunkStride * chunk) + 2] * Math.Log(2), dS = shifts[(ChunkStride * chunk) + 3] * Math.Log(2);
+            return (float.IsNegativeInfinity(mt) ? 0 : (float)(Math.Exp(((mt - MaxT) * invT) + dT) / ZT),
+                    float.IsNegativeInfinity(ms) ? 0 : (float)(Math.Exp(((ms - MaxS) * invT) + dS) / ZS));
         }
     }
 
@@ -378,95 +458,182 @@ internal static unsafe class FusedKernels
     /// <summary>w · x, with 0 · (±∞) = 0: a weight that underflowed to 0 drops its term.</summary>
     private static double Scaled(double w, double x) => w == 0 ? 0 : w * x;
 
-    /// <summary>The sums of one chunk of <see cref="ChunkedPass{TS, TV, TOp}"/> (see there), exponentials stored.</summary>
+    /// <summary>Picks the <see cref="IGradientForm"/> of the deferred gradient (if any) for <see cref="ChunkSums{TS, TV, TOp, TForm, TShift}"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ChunkSums<TS, TV, TOp>(float* t, float* s, int n, float shiftT, float shiftS, float invT, float* expT, float* expS, out double zT, out double zS, out double a)
+    private static void ChunkSums<TS, TV, TOp, TShift>(float* t, float* s, int n, float shiftT, float shiftS, float c, float* expT, float* expS, in DeferredGradient deferred, int c0, int chunk, out double zT, out double zS, out double a)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
+        where TShift : struct, IShift
     {
-        // x = (v − shift)/T, exact at the chunk maximum; −∞ stays −∞ and its exponential is exactly 0.
-        TV vInvT = TS.Splat(invT), vShiftT = TS.Splat(shiftT), vShiftS = TS.Splat(shiftS), vLowest = TS.Splat(float.MinValue);
-        TV accZT = TS.Zero, accZS = TS.Zero, accA = TS.Zero;
-        int w = TS.Count, i = 0;
-        for (; i + w <= n; i += w)
+        if (deferred.Destination == null)
         {
-            TV xt = TS.Multiply(TS.Subtract(TS.Load(t + i), vShiftT), vInvT);
-            TV xs = TS.Multiply(TS.Subtract(TS.Load(s + i), vShiftS), vInvT);
-            TV et = SimdMath.Exp<TS, TV>(xt), es = SimdMath.Exp<TS, TV>(xs);
-            TS.Store(et, expT + i);
-            TS.Store(es, expS + i);
-            accZT = TS.Add(accZT, et);
-            accZS = TS.Add(accZS, es);
-            accA = AccumulateWeighted<TS, TV, TOp>(accA, et, xt, xs, vLowest);
+            ChunkSums<TS, TV, TOp, NoGradient, TShift>(t, s, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
+        }
+        else if (deferred.Difference)
+        {
+            ChunkSums<TS, TV, TOp, DifferenceForm, TShift>(t, s, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
+        }
+        else
+        {
+            ChunkSums<TS, TV, TOp, RescaleForm, TShift>(t, s, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
+        }
+    }
+
+    /// <summary>
+    /// The sums of one chunk of <see cref="ChunkedPass{TS, TV, TOp}"/> (see there), exponentials stored; with an active
+    /// <typeparamref name="TForm"/>, the same columns of the previous row's deferred gradient are written in the same
+    /// loop, with streaming stores from the first 64-byte boundary of the destination and ordinary stores for its
+    /// unaligned head and tail (overlapping lanes get equal values).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ChunkSums<TS, TV, TOp, TForm, TShift>(float* t, float* s, int n, float shiftT, float shiftS, float c, float* expT, float* expS, in DeferredGradient deferred, int c0, int chunk, out double zT, out double zS, out double a)
+        where TS : ISimd<TV>
+        where TV : struct
+        where TOp : struct, IDivergenceOp
+        where TForm : struct, IGradientForm
+        where TShift : struct, IShift
+    {
+        // y = v · c − shift (one FMA, see ChunkedPass) or (v − shift) · c; −∞ becomes −FLT_MAX, whose 2^y is exactly 0.
+        TV vC = TS.Splat(c), vShiftT = TS.Splat(shiftT), vShiftS = TS.Splat(shiftS);
+        TV accZT = TS.Zero, accZS = TS.Zero, accA = TS.Zero;
+        int w = TS.Count, full = n / w, k = 0;
+        float* dest = null, x = null, y = null;
+        TV va = TS.Zero, vb = TS.Zero;
+        int head = 0, streamed = 0;
+        if (TForm.Active)
+        {
+            va = TS.Splat(deferred.Factors[ChunkStride * chunk]);
+            vb = TS.Splat(deferred.Factors[(ChunkStride * chunk) + 1]);
+            dest = deferred.Destination + c0;
+            x = deferred.X + c0;
+            y = deferred.Y + c0;
+            nuint bytes = (nuint)(w * sizeof(float));
+            head = (int)(((bytes - ((nuint)dest & (bytes - 1))) & (bytes - 1)) / sizeof(float));
+            streamed = (n - head) / w;
         }
 
-        if (i < n)
+        for (; k < streamed; k++)
         {
-            // The overlapping last vector: its lanes already summed are masked out; the stores rewrite equal values.
-            int at = n - w;
-            TV keep = TS.TailMask(n - i);
-            TV xt = TS.Multiply(TS.Subtract(TS.Load(t + at), vShiftT), vInvT);
-            TV xs = TS.Multiply(TS.Subtract(TS.Load(s + at), vShiftS), vInvT);
-            TV et = SimdMath.Exp<TS, TV>(xt), es = SimdMath.Exp<TS, TV>(xs);
-            TS.Store(et, expT + at);
-            TS.Store(es, expS + at);
-            accZT = TS.Add(accZT, TS.Select(keep, et, TS.Zero));
-            accZS = TS.Add(accZS, TS.Select(keep, es, TS.Zero));
-            accA = AccumulateWeighted<TS, TV, TOp>(accA, TS.Select(keep, et, TS.Zero), xt, xs, vLowest);
+            Prefetch<TS, TV>(t, s, k * w);
+            Step<TS, TV, TOp, TShift>(t, s, k * w, vShiftT, vShiftS, vC, expT, expS, ref accZT, ref accZS, ref accA);
+            int j = head + (k * w);
+            TS.StoreNonTemporal(TForm.Combine<TS, TV>(TS.Load(x + j), TS.Load(y + j), va, vb), dest + j);
+        }
+
+        for (; k < full; k++)
+        {
+            Prefetch<TS, TV>(t, s, k * w);
+            Step<TS, TV, TOp, TShift>(t, s, k * w, vShiftT, vShiftS, vC, expT, expS, ref accZT, ref accZS, ref accA);
         }
 
         zT = TS.SumAcross(accZT);
         zS = TS.SumAcross(accZS);
         a = TS.SumAcross(accA);
+        if (full * w < n)
+        {
+            // The overlapping last vector: its lanes already summed are masked out; the stores rewrite equal values.
+            TV keep = TS.TailMask(n - (full * w));
+            TV tailZT = TS.Zero, tailZS = TS.Zero, tailA = TS.Zero;
+            Step<TS, TV, TOp, TShift>(t, s, n - w, vShiftT, vShiftS, vC, expT, expS, ref tailZT, ref tailZS, ref tailA);
+            zT += TS.SumAcross(TS.Select(keep, tailZT, TS.Zero));
+            zS += TS.SumAcross(TS.Select(keep, tailZS, TS.Zero));
+            a += TS.SumAcross(TS.Select(keep, tailA, TS.Zero));
+        }
+
+        if (TForm.Active)
+        {
+            if (head > 0)
+            {
+                TS.Store(TForm.Combine<TS, TV>(TS.Load(x), TS.Load(y), va, vb), dest);
+            }
+
+            if (head + (streamed * w) < n)
+            {
+                int at = n - w;
+                TS.Store(TForm.Combine<TS, TV>(TS.Load(x + at), TS.Load(y + at), va, vb), dest + at);
+            }
+        }
     }
 
     /// <summary>
-    /// acc + e_t · f(x_t, x_s) for the op's teacher-weighted sum, with x floored at −FLT_MAX so that a −∞ logit gives a
-    /// finite product (0 when its weight is 0); where the value is really +∞ the support rule says so separately.
+    /// Asks for the inputs one chunk ahead (the next chunk, or the next row's first) while this chunk's exponentials are
+    /// computed from L1: the next chunk's maxima then read from cache instead of waiting on memory. A prefetch never
+    /// faults, past the end of the inputs included; one per 64-byte line of each input.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TV AccumulateWeighted<TS, TV, TOp>(TV acc, TV et, TV xt, TV xs, TV lowest)
-        where TS : ISimd<TV>
-        where TV : struct
-        where TOp : struct, IDivergenceOp => TOp.WeightedSum switch
-        {
-            TeacherWeightedSum.LogRatio => TS.MultiplyAdd(et, TS.Subtract(TS.Max(xt, lowest), TS.Max(xs, lowest)), acc),
-            TeacherWeightedSum.StudentLogit => TS.MultiplyAdd(et, TS.Max(xs, lowest), acc),
-            TeacherWeightedSum.TeacherLogit => TS.MultiplyAdd(et, TS.Max(xt, lowest), acc),
-            _ => acc,
-        };
-
-    /// <summary>
-    /// destination_j = a_j · ca + b_j · cb for a destination that is neither source, written with non-temporal stores
-    /// (callers that read the gradient again right away, as the combined objective does, ask for ordinary stores
-    /// instead). The head up to
-    /// the first aligned vector and the overlapping tail use ordinary stores; overlapping lanes get equal values.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void RescaleStreaming<TS, TV>(float* a, float ca, float* b, float cb, float* destination, int n)
+    private static void Prefetch<TS, TV>(float* t, float* s, int i)
         where TS : ISimd<TV>
         where TV : struct
     {
-        int w = TS.Count;
-        if (!TS.HasNonTemporalStore || n < 4 * w)
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported && (i & 15) == 0)
         {
-            Rescale<TS, TV>(a, ca, b, cb, destination, n);
-            return;
+            System.Runtime.Intrinsics.X86.Sse.Prefetch1(t + i + Chunk);
+            System.Runtime.Intrinsics.X86.Sse.Prefetch1(s + i + Chunk);
         }
+    }
 
-        TV vA = TS.Splat(ca), vB = TS.Splat(cb);
-        TS.Store(TS.MultiplyAdd(TS.Load(a), vA, TS.Multiply(TS.Load(b), vB)), destination);
-        int i = (int)((((nuint)destination + (nuint)(w * sizeof(float)) - 1) & ~(nuint)((w * sizeof(float)) - 1)) - (nuint)destination) / sizeof(float);
-        for (; i + w <= n; i += w)
+    /// <summary>One vector of <see cref="ChunkSums{TS, TV, TOp, TForm, TShift}"/> at column <paramref name="i"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step<TS, TV, TOp, TShift>(float* t, float* s, int i, TV vShiftT, TV vShiftS, TV vC, float* expT, float* expS, ref TV accZT, ref TV accZS, ref TV accA)
+        where TS : ISimd<TV>
+        where TV : struct
+        where TOp : struct, IDivergenceOp
+        where TShift : struct, IShift
+    {
+        TV yt = TS.AtLeastLowest(TShift.Exponent<TS, TV>(TS.Load(t + i), vC, vShiftT));
+        TV ys = TS.AtLeastLowest(TShift.Exponent<TS, TV>(TS.Load(s + i), vC, vShiftS));
+        TV et = SimdMath.Exp2<TS, TV>(yt), es = SimdMath.Exp2<TS, TV>(ys);
+        TS.Store(et, expT + i);
+        TS.Store(es, expS + i);
+        accZT = TS.Add(accZT, et);
+        accZS = TS.Add(accZS, es);
+
+        // e_t · f(y_t, y_s) for the op's teacher-weighted sum; y ≥ −FLT_MAX makes every product finite (0 when its
+        // weight is 0); where the value is really +∞ the support rule says so separately.
+        accA = TOp.WeightedSum switch
         {
-            TS.StoreNonTemporal(TS.MultiplyAdd(TS.Load(a + i), vA, TS.Multiply(TS.Load(b + i), vB)), destination + i);
+            TeacherWeightedSum.LogRatio => TS.MultiplyAdd(et, TS.Subtract(yt, ys), accA),
+            TeacherWeightedSum.StudentLogit => TS.MultiplyAdd(et, ys, accA),
+            TeacherWeightedSum.TeacherLogit => TS.MultiplyAdd(et, yt, accA),
+            _ => accA,
+        };
+    }
+
+    /// <summary>
+    /// destination_j = Combine(x_j, y_j) over n ≥ TS.Count columns, with streaming stores from the first 64-byte boundary
+    /// of the destination when <paramref name="streaming"/> (ordinary stores for the head and the overlapping tail).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Combine<TS, TV, TForm>(float* x, float* y, float a, float b, float* destination, int n, bool streaming)
+        where TS : ISimd<TV>
+        where TV : struct
+        where TForm : struct, IGradientForm
+    {
+        TV va = TS.Splat(a), vb = TS.Splat(b);
+        int w = TS.Count, i = 0;
+        if (streaming && TS.HasNonTemporalStore && n >= 4 * w)
+        {
+            TS.Store(TForm.Combine<TS, TV>(TS.Load(x), TS.Load(y), va, vb), destination);
+            nuint bytes = (nuint)(w * sizeof(float));
+            i = (int)(((bytes - ((nuint)destination & (bytes - 1))) & (bytes - 1)) / sizeof(float));
+            for (; i + w <= n; i += w)
+            {
+                TS.StoreNonTemporal(TForm.Combine<TS, TV>(TS.Load(x + i), TS.Load(y + i), va, vb), destination + i);
+            }
+        }
+        else
+        {
+            for (; i + w <= n; i += w)
+            {
+                TS.Store(TForm.Combine<TS, TV>(TS.Load(x + i), TS.Load(y + i), va, vb), destination + i);
+            }
         }
 
         if (i < n)
         {
             int at = n - w;
-            TS.Store(TS.MultiplyAdd(TS.Load(a + at), vA, TS.Multiply(TS.Load(b + at), vB)), destination + at);
+            TS.Store(TForm.Combine<TS, TV>(TS.Load(x + at), TS.Load(y + at), va, vb), destination + at);
         }
     }
 
@@ -514,28 +681,6 @@ internal static unsafe class FusedKernels
 
         min = withMin ? -TS.MaxAcross(TS.Subtract(TS.Zero, lo)) : float.PositiveInfinity;
         return TS.MaxAcross(TS.Max(m0, m1));
-    }
-
-    /// <summary>destination_j = (destination_j + b_j · cb) · c, in place; the overlapping last vector keeps the lanes already written.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void DifferenceTimes<TS, TV>(float* destination, float* b, float cb, float c, int n)
-        where TS : ISimd<TV>
-        where TV : struct
-    {
-        TV vB = TS.Splat(cb), vC = TS.Splat(c);
-        int w = TS.Count, i = 0;
-        for (; i + w <= n; i += w)
-        {
-            TS.Store(TS.Multiply(TS.MultiplyAdd(TS.Load(b + i), vB, TS.Load(destination + i)), vC), destination + i);
-        }
-
-        if (i < n)
-        {
-            int at = n - w;
-            TV old = TS.Load(destination + at);
-            TV fresh = TS.Multiply(TS.MultiplyAdd(TS.Load(b + at), vB, old), vC);
-            TS.Store(TS.Select(TS.TailMask(n - i), fresh, old), destination + at);
-        }
     }
 
     /// <summary>

@@ -104,7 +104,7 @@ internal static unsafe class LossDriver
             }
 
             long scratchFloats = kernel.ScratchFloats(vocabularySize);
-            if (rows > 0 && scratchFloats > Array.MaxLength)
+            if (rows > 0 && scratchFloats + 16 > Array.MaxLength)
             {
                 throw new ArgumentOutOfRangeException(nameof(vocabularySize), vocabularySize, "A row this long needs more per-thread scratch than one .NET array holds.");
             }
@@ -188,11 +188,14 @@ internal static unsafe class LossDriver
                 return default;
             }
 
-            float[] scratch = ArrayPool<float>.Shared.Rent((int)Math.Max(kernel.ScratchFloats(vocabularySize), 1));
+            // 16 floats more than asked, so that the scratch can start on a 64-byte boundary.
+            float[] scratch = ArrayPool<float>.Shared.Rent((int)Math.Max(kernel.ScratchFloats(vocabularySize) + 16, 1));
+            var deferred = default(DeferredGradient);
             try
             {
-                fixed (float* s = scratch)
+                fixed (float* rented = scratch)
                 {
+                    float* s = (float*)(((nuint)rented + 63) & ~(nuint)63);
                     for (int r = first; r < end; r++)
                     {
                         float* g = gradient == null ? null : gradient + ((nint)r * vocabularySize);
@@ -208,7 +211,7 @@ internal static unsafe class LossDriver
                             continue;
                         }
 
-                        RowStatus status = kernel.Row(r, g, valueScale * weight, divisor, s, out double value);
+                        RowStatus status = kernel.Row(r, g, valueScale * weight, divisor, s, ref deferred, out double value);
                         if (status != RowStatus.Ok)
                         {
                             return new RowFailure(r, status);
@@ -216,6 +219,8 @@ internal static unsafe class LossDriver
 
                         values[r] = value;
                     }
+
+                    kernel.Finish(deferred);
                 }
             }
             finally

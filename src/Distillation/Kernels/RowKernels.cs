@@ -15,23 +15,60 @@ internal unsafe interface IRowKernel
     /// scaled by (float)(<paramref name="numerator"/> / <paramref name="divisor"/>) — one rounding, so that every entry
     /// point that asks for the same scale gets bit-identical gradients.
     /// </summary>
-    RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, out double value);
+    /// <param name="row">The row.</param>
+    /// <param name="gradient">The row's gradient, or null for the value only.</param>
+    /// <param name="numerator">The gradient scale's numerator.</param>
+    /// <param name="divisor">The gradient scale's divisor.</param>
+    /// <param name="scratch">The thread's scratch (<see cref="ScratchFloats"/>, 64-byte aligned).</param>
+    /// <param name="deferred">
+    /// A gradient this thread deferred (see <see cref="FusedKernels"/>): a kernel may write it while computing this row
+    /// (and then clear it), and may leave this row's gradient here in its place.
+    /// </param>
+    /// <param name="value">The row's value.</param>
+    RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, ref DeferredGradient deferred, out double value);
+
+    /// <summary>Writes a gradient left in <paramref name="deferred"/> (the driver calls it after a thread's last row).</summary>
+    void Finish(in DeferredGradient deferred);
 }
 
 /// <summary>A divergence between teacher and student rows, on the chosen kernel path.</summary>
 internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher, DistributionKind teacherKind, float* student, int vocabularySize, float temperature, KernelPath path, Half* teacherHalf = null, bool streaming = true) : IRowKernel
     where TOp : struct, IDivergenceOp
 {
-    public long ScratchFloats(int vocabularySize) => (3L * vocabularySize) + FusedKernels.ChunkShiftFloats(vocabularySize);
+    /// <summary>Two <see cref="RowBank"/>s (a deferred gradient keeps one while the next row fills the other) and a row for a converted teacher.</summary>
+    public long ScratchFloats(int vocabularySize) => (2L * BankFloats(vocabularySize)) + FusedKernels.RoundUp(vocabularySize);
 
-    public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, out double value)
+    private static long BankFloats(int n) => (2L * FusedKernels.RoundUp(n)) + FusedKernels.ChunkShiftFloats(n);
+
+    public void Finish(in DeferredGradient deferred)
+    {
+        if (deferred.Destination == null)
+        {
+            return;
+        }
+
+        if (KernelPaths.ForRow(path, vocabularySize) == KernelPath.Vector512)
+        {
+            FusedKernels.Write<Simd512, Vector512<float>>(deferred, streaming: true);
+        }
+        else
+        {
+            FusedKernels.Write<Simd256, Vector256<float>>(deferred, streaming: true);
+        }
+    }
+
+    public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, ref DeferredGradient deferred, out double value)
     {
         int n = vocabularySize;
         float scale = (float)(numerator / divisor);
         float* t = teacher + ((nint)row * n), s = student + ((nint)row * n);
         float invT = 1f / temperature;
         float coef = scale * invT;
-        float* expT = scratch, expS = scratch + n, logT = scratch + (2 * n), shifts = scratch + (3 * n);
+        // The bank the deferred gradient (if any) does not use; every part starts on a 64-byte boundary.
+        int rounded = FusedKernels.RoundUp(n);
+        float* second = scratch + BankFloats(n), logT = second + BankFloats(n);
+        float* expT = deferred.Destination != null && (deferred.X == scratch || deferred.Y == scratch) ? second : scratch;
+        var bank = new RowBank(expT, expT + rounded, expT + (2 * rounded));
         if (teacherHalf != null)
         {
             // Half storage: 2 bytes per value read once and widened exactly into the per-thread row buffer.
@@ -57,10 +94,10 @@ internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher,
 
         return rowPath switch
         {
-            KernelPath.Vector512 when TOp.WeightedSum != TeacherWeightedSum.None => FusedKernels.TeacherWeightedRow<Simd512, Vector512<float>, TOp>(t, s, n, invT, gradient, coef, expT, expS, shifts, streaming, out value),
-            KernelPath.Vector256 when TOp.WeightedSum != TeacherWeightedSum.None => FusedKernels.TeacherWeightedRow<Simd256, Vector256<float>, TOp>(t, s, n, invT, gradient, coef, expT, expS, shifts, streaming, out value),
-            KernelPath.Vector512 => FusedKernels.DivergenceRow<Simd512, Vector512<float>, TOp>(op, t, s, n, invT, gradient, coef, expT, expS, shifts, streaming, out value),
-            KernelPath.Vector256 => FusedKernels.DivergenceRow<Simd256, Vector256<float>, TOp>(op, t, s, n, invT, gradient, coef, expT, expS, shifts, streaming, out value),
+            KernelPath.Vector512 when TOp.WeightedSum != TeacherWeightedSum.None => FusedKernels.TeacherWeightedRow<Simd512, Vector512<float>, TOp>(t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
+            KernelPath.Vector256 when TOp.WeightedSum != TeacherWeightedSum.None => FusedKernels.TeacherWeightedRow<Simd256, Vector256<float>, TOp>(t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
+            KernelPath.Vector512 => FusedKernels.DivergenceRow<Simd512, Vector512<float>, TOp>(op, t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
+            KernelPath.Vector256 => FusedKernels.DivergenceRow<Simd256, Vector256<float>, TOp>(op, t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
             _ => ReferenceKernels.DivergenceRow(op, t, teacherKind, s, n, 1.0 / temperature, gradient, (double)scale / temperature, out value),
         };
     }
@@ -76,7 +113,11 @@ internal readonly unsafe struct LabelRowKernel(float* student, int* labels, int 
 
     public long ScratchFloats(int vocabularySize) => vocabularySize;
 
-    public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, out double value)
+    public void Finish(in DeferredGradient deferred)
+    {
+    }
+
+    public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, ref DeferredGradient deferred, out double value)
     {
         int n = vocabularySize;
         float scale = (float)(numerator / divisor);

@@ -45,6 +45,21 @@ internal unsafe interface ISimd<TV>
     /// <summary>Rounds each lane down to an integral value.</summary>
     static abstract TV Floor(TV a);
 
+    /// <summary>a − floor(a) in [0, 1), exact (one vreduceps where AVX-512 DQ has it); −∞ gives NaN.</summary>
+    static abstract TV FractionAboveFloor(TV a);
+
+    /// <summary>
+    /// y · 2^floor(n) (one vscalefps where AVX-512 has it, which rounds results below float's range to subnormals or
+    /// 0; without it, floor(n) below −126 gives exactly 0). n ≤ 127.
+    /// </summary>
+    static abstract TV ScaleByPow2OfFloor(TV y, TV n);
+
+    /// <summary>
+    /// max(−float.MaxValue, a) with NaN kept: −∞ becomes the lowest finite float, a NaN lane stays NaN (the
+    /// hardware max returns its second operand when either is NaN, and <paramref name="a"/> is passed second).
+    /// </summary>
+    static abstract TV AtLeastLowest(TV a);
+
     /// <summary>2^n for lanes holding integral values n in [−126, 127], built from the exponent bits.</summary>
     static abstract TV Pow2(TV n);
 
@@ -117,6 +132,18 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Floor(Vector512<float> a) => Vector512.Floor(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> FractionAboveFloor(Vector512<float> a) =>
+        Avx512DQ.IsSupported ? Avx512DQ.Reduce(a, 0x09) : a - Vector512.Floor(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ScaleByPow2OfFloor(Vector512<float> y, Vector512<float> n) =>
+        Avx512F.IsSupported ? Avx512F.Scale(y, n) : y * Pow2(Vector512.Max(Vector512.Floor(n), Vector512.Create(-127f)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> AtLeastLowest(Vector512<float> a) =>
+        Avx512F.IsSupported ? Avx512F.Max(Vector512.Create(float.MinValue), a) : Vector512.Max(Vector512.Create(float.MinValue), a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Pow2(Vector512<float> n) =>
@@ -208,6 +235,18 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Floor(Vector256<float> a) => Vector256.Floor(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> FractionAboveFloor(Vector256<float> a) =>
+        Avx512DQ.VL.IsSupported ? Avx512DQ.VL.Reduce(a, 0x09) : a - Vector256.Floor(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ScaleByPow2OfFloor(Vector256<float> y, Vector256<float> n) =>
+        Avx512F.VL.IsSupported ? Avx512F.VL.Scale(y, n) : y * Pow2(Vector256.Max(Vector256.Floor(n), Vector256.Create(-127f)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> AtLeastLowest(Vector256<float> a) =>
+        Avx.IsSupported ? Avx.Max(Vector256.Create(float.MinValue), a) : Vector256.Max(Vector256.Create(float.MinValue), a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Pow2(Vector256<float> n) =>

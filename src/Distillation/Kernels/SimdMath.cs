@@ -31,4 +31,25 @@ internal static class SimdMath
         y = TS.MultiplyAdd(y, r, TS.Splat(1f));
         return TS.Select(TS.LessThan(x, TS.Splat(ExpUnderflow)), TS.Zero, TS.ScaleByPow2(y, n));
     }
+
+    /// <summary>
+    /// 2^y for y ≤ 1 already passed through <see cref="ISimd{TV}.AtLeastLowest"/> (so −∞ arrives as −float.MaxValue):
+    /// f = y − floor(y) in [0, 1) (exact), 2^f ≈ 1 + f·q(f) with q of degree 4 fitted for relative error (8.3e-8 in
+    /// exact arithmetic, exact at f = 0), then scaled by 2^floor(y), which rounds to exactly 0 below float's range (so
+    /// −float.MaxValue gives 0). NaN gives NaN. With AVX-512 that is a vreduceps, five FMAs and a vscalefps: the kernels
+    /// that need two exponentials per element take their logits to base 2 in the FMA that applies 1/T and call this
+    /// instead of <see cref="Exp{TS, TV}"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Exp2<TS, TV>(TV y)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        TV f = TS.FractionAboveFloor(y);
+        TV q = TS.MultiplyAdd(TS.Splat(1.86720671e-3f), f, TS.Splat(9.01686648e-3f));
+        q = TS.MultiplyAdd(q, f, TS.Splat(5.58000323e-2f));
+        q = TS.MultiplyAdd(q, f, TS.Splat(2.40164416e-1f));
+        q = TS.MultiplyAdd(q, f, TS.Splat(6.93151315e-1f));
+        return TS.ScaleByPow2OfFloor(TS.MultiplyAdd(q, f, TS.Splat(1f)), y);
+    }
 }

@@ -322,10 +322,13 @@ internal readonly unsafe struct ObjectiveRowKernel<TKd>(TKd distillation, LabelR
 {
     public long ScratchFloats(int vocabularySize) => Math.Max(distillation.ScratchFloats(vocabularySize), write.ScratchFloats(vocabularySize));
 
-    public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, out double value)
+    public void Finish(in DeferredGradient deferred) => distillation.Finish(deferred);
+
+    public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, ref DeferredGradient deferred, out double value)
     {
+        // The distillation kernel writes its gradient at once (not streamed): the label term adds to it right away.
         float kw = kdWeights[row], lw = lmWeights[row];
-        RowStatus status = distillation.Row(row, kw != 0 ? gradient : null, numerator * kw * t2, divisor, scratch, out value);
+        RowStatus status = distillation.Row(row, kw != 0 ? gradient : null, numerator * kw * t2, divisor, scratch, ref deferred, out value);
         if (status != RowStatus.Ok)
         {
             return status;
@@ -334,11 +337,11 @@ internal readonly unsafe struct ObjectiveRowKernel<TKd>(TKd distillation, LabelR
         double lm;
         if (lw != 0)
         {
-            status = (kw != 0 ? add : write).Row(row, gradient, numerator * lw, divisor, scratch, out lm);
+            status = (kw != 0 ? add : write).Row(row, gradient, numerator * lw, divisor, scratch, ref deferred, out lm);
         }
         else
         {
-            status = write.Row(row, null, 0, divisor, scratch, out lm);
+            status = write.Row(row, null, 0, divisor, scratch, ref deferred, out lm);
             if (kw == 0 && gradient != null)
             {
                 new Span<float>(gradient, write.VocabularySize).Clear();

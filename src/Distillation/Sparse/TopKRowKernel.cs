@@ -36,7 +36,11 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
     // logP and logQ (k doubles each), saved exponentials (k floats), the student's exponentials (V floats).
     public long ScratchFloats(int n) => (5L * k) + n + 4;
 
-    public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, out double value)
+    public void Finish(in DeferredGradient deferred)
+    {
+    }
+
+    public RowStatus Row(int row, float* gradient, double numerator, double divisor, float* scratch, ref DeferredGradient deferred, out double value)
     {
         int n = vocabularySize;
         double coef = (double)(float)(numerator / divisor) / temperature;

@@ -1,0 +1,100 @@
+using System.Runtime.CompilerServices;
+
+namespace Distillation.Kernels;
+
+/// <summary>One half of a thread's scratch for a row of the chunked kernels (see <see cref="FusedKernels"/>).</summary>
+/// <param name="expT">The teacher's exponentials (later q·g for a general divergence), n floats.</param>
+/// <param name="expS">The student's exponentials, n floats.</param>
+/// <param name="shifts">The chunk maxima, later the gradient's per-chunk factors.</param>
+internal readonly unsafe struct RowBank(float* expT, float* expS, float* shifts)
+{
+    public readonly float* ExpT = expT;
+    public readonly float* ExpS = expS;
+    public readonly float* Shifts = shifts;
+}
+
+/// <summary>
+/// A row's gradient whose statistics are final but which is not written yet: per chunk k,
+/// destination = x · a_k + y · b_k, or (x + y · b_k) · a_k when <see cref="Difference"/>, with (a_k, b_k) at
+/// <see cref="Factors"/>[4k] and [4k + 1].
+/// </summary>
+internal readonly unsafe struct DeferredGradient(float* destination, float* x, float* y, float* factors, int n, bool difference)
+{
+    /// <summary>The row's gradient; null when nothing is deferred.</summary>
+    public readonly float* Destination = destination;
+    public readonly float* X = x;
+    public readonly float* Y = y;
+    public readonly float* Factors = factors;
+    public readonly int N = n;
+    public readonly bool Difference = difference;
+}
+
+/// <summary>How a deferred gradient combines its two scratch rows (specialised per form by the JIT).</summary>
+internal interface IGradientForm
+{
+    /// <summary>Whether there is a gradient to write at all.</summary>
+    static abstract bool Active { get; }
+
+    /// <summary>One vector of the gradient from the two scratch rows and the chunk's factors.</summary>
+    static abstract TV Combine<TS, TV>(TV x, TV y, TV a, TV b)
+        where TS : ISimd<TV>
+        where TV : struct;
+}
+
+/// <summary>No deferred gradient.</summary>
+internal readonly struct NoGradient : IGradientForm
+{
+    public static bool Active => false;
+
+    public static TV Combine<TS, TV>(TV x, TV y, TV a, TV b)
+        where TS : ISimd<TV>
+        where TV : struct => x;
+}
+
+/// <summary>x · a + y · b (the teacher-weighted ops, and infinite rows).</summary>
+internal readonly struct RescaleForm : IGradientForm
+{
+    public static bool Active => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Combine<TS, TV>(TV x, TV y, TV a, TV b)
+        where TS : ISimd<TV>
+        where TV : struct => TS.MultiplyAdd(x, a, TS.Multiply(y, b));
+}
+
+/// <summary>(x + y · b) · a (a general divergence: the difference formed before the coefficient).</summary>
+internal readonly struct DifferenceForm : IGradientForm
+{
+    public static bool Active => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Combine<TS, TV>(TV x, TV y, TV a, TV b)
+        where TS : ISimd<TV>
+        where TV : struct => TS.Multiply(TS.MultiplyAdd(y, b, x), a);
+}
+
+/// <summary>How the chunked kernels form the base-2 exponent y of a value v from the scale c and a chunk constant k.</summary>
+internal interface IShift
+{
+    static abstract TV Exponent<TS, TV>(TV v, TV c, TV k)
+        where TS : ISimd<TV>
+        where TV : struct;
+}
+
+/// <summary>y = v · c + k with k = −fl(shift · c): one FMA (the chunk's δ is corrected in double).</summary>
+internal readonly struct FusedShift : IShift
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Exponent<TS, TV>(TV v, TV c, TV k)
+        where TS : ISimd<TV>
+        where TV : struct => TS.MultiplyAdd(v, c, k);
+}
+
+/// <summary>y = (v − k) · c with k = shift (where shift · c leaves float's range).</summary>
+internal readonly struct SubtractShift : IShift
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Exponent<TS, TV>(TV v, TV c, TV k)
+        where TS : ISimd<TV>
+        where TV : struct => TS.Multiply(TS.Subtract(v, k), c);
+}
