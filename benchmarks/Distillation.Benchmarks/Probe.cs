@@ -15,7 +15,7 @@ namespace Distillation.Benchmarks;
 /// </summary>
 internal static class Probe
 {
-    public static void Run(int rows, int vocab)
+    public static void Run(int rows, int vocab, string? only = null)
     {
         int n = rows * vocab;
         var random = new Random(1);
@@ -41,6 +41,11 @@ internal static class Probe
             cases.Add(($"{d} all cores", () => all.Compute(teacher, student, g)));
             cases.Add(($"{d} 1 thread V256", () => one.ComputeCore(teacher, student, g, true, default, default, default, KernelPath.Vector256)));
             cases.Add(($"{d} 1 thread value only", () => one.Evaluate(teacher, student)));
+        }
+
+        if (only is not null)
+        {
+            cases.RemoveAll(c => !c.Name.Contains(only, StringComparison.Ordinal));
         }
 
         // Three rounds over all cases, each case's best median kept: a busy moment on a shared machine spoils one round.

@@ -10,7 +10,7 @@ using Distillation.Benchmarks;
 // `-- --smoke` runs every benchmark once (no timing), as CI does so the benchmark code never rots.
 if (args.Length > 0 && args[0] == "--probe")
 {
-    Probe.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 256, args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 32000);
+    Probe.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 256, args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 32000, args.Length > 3 ? args[3] : null);
     return;
 }
 

@@ -223,7 +223,7 @@ internal static unsafe class FusedKernels
     /// chunks where the relevant side has a −∞ at all. A <paramref name="deferred"/> gradient of the previous row is
     /// written chunk by chunk in the same loop and then cleared.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static RowStatus ChunkedPass<TS, TV, TOp>(float* teacher, float* student, int n, float invT, in RowBank bank, ref DeferredGradient deferred, out RowStatistics row)
         where TS : ISimd<TV>
         where TV : struct

@@ -45,6 +45,12 @@ internal unsafe interface ISimd<TV>
     /// <summary>Rounds each lane down to an integral value.</summary>
     static abstract TV Floor(TV a);
 
+    /// <summary>floor(log2 a) as a float, for positive normal a (one vgetexpps where AVX-512 has it).</summary>
+    static abstract TV Exponent(TV a);
+
+    /// <summary>The significand of a positive normal a, in [1, 2) (one vgetmantps where AVX-512 has it).</summary>
+    static abstract TV Significand(TV a);
+
     /// <summary>a − floor(a) in [0, 1), exact (one vreduceps where AVX-512 DQ has it); −∞ gives NaN.</summary>
     static abstract TV FractionAboveFloor(TV a);
 
@@ -132,6 +138,14 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Floor(Vector512<float> a) => Vector512.Floor(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exponent(Vector512<float> a) =>
+        Avx512F.IsSupported ? Avx512F.GetExponent(a) : Vector512.ConvertToSingle(((a.AsInt32() >>> 23) & Vector512.Create(0xFF)) - Vector512.Create(127));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Significand(Vector512<float> a) =>
+        Avx512F.IsSupported ? Avx512F.GetMantissa(a, 0) : ((a.AsInt32() & Vector512.Create(0x007FFFFF)) | Vector512.Create(0x3F800000)).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> FractionAboveFloor(Vector512<float> a) =>
@@ -235,6 +249,14 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Floor(Vector256<float> a) => Vector256.Floor(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exponent(Vector256<float> a) =>
+        Avx512F.VL.IsSupported ? Avx512F.VL.GetExponent(a) : Vector256.ConvertToSingle(((a.AsInt32() >>> 23) & Vector256.Create(0xFF)) - Vector256.Create(127));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Significand(Vector256<float> a) =>
+        Avx512F.VL.IsSupported ? Avx512F.VL.GetMantissa(a, 0) : ((a.AsInt32() & Vector256.Create(0x007FFFFF)) | Vector256.Create(0x3F800000)).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> FractionAboveFloor(Vector256<float> a) =>

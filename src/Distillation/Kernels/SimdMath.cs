@@ -52,4 +52,34 @@ internal static class SimdMath
         q = TS.MultiplyAdd(q, f, TS.Splat(6.93151315e-1f));
         return TS.ScaleByPow2OfFloor(TS.MultiplyAdd(q, f, TS.Splat(1f)), y);
     }
+
+    /// <summary>
+    /// log(x) for positive normal x (the divergences' floored mixtures): x = m · 2^k with m in [√½, √2) from the
+    /// exponent and significand (vgetexpps, vgetmantps with AVX-512), then Cephes' logf: r = m − 1,
+    /// log(1 + r) = r − r²/2 + r³ · P(r) with P of degree 8, and k · ln 2 added in two parts. About 2 ulp; several times
+    /// cheaper than <c>Vector512.Log</c>, which works in double. Not for 0, subnormals, negatives, ∞ or NaN.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV LogOfNormal<TS, TV>(TV x)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        TV m = TS.Significand(x);
+        TV big = TS.GreaterThan(m, TS.Splat(1.41421356f));
+        TV k = TS.Add(TS.Exponent(x), TS.Select(big, TS.Splat(1f), TS.Zero));
+        TV r = TS.MultiplyAdd(m, TS.Select(big, TS.Splat(0.5f), TS.Splat(1f)), TS.Splat(-1f));
+        TV z = TS.Multiply(r, r);
+        TV y = TS.MultiplyAdd(TS.Splat(7.0376836292e-2f), r, TS.Splat(-1.1514610310e-1f));
+        y = TS.MultiplyAdd(y, r, TS.Splat(1.1676998740e-1f));
+        y = TS.MultiplyAdd(y, r, TS.Splat(-1.2420140846e-1f));
+        y = TS.MultiplyAdd(y, r, TS.Splat(1.4249322787e-1f));
+        y = TS.MultiplyAdd(y, r, TS.Splat(-1.6668057665e-1f));
+        y = TS.MultiplyAdd(y, r, TS.Splat(2.0000714765e-1f));
+        y = TS.MultiplyAdd(y, r, TS.Splat(-2.4999993993e-1f));
+        y = TS.MultiplyAdd(y, r, TS.Splat(3.3333331174e-1f));
+        y = TS.Multiply(TS.Multiply(y, r), z);
+        y = TS.MultiplyAdd(k, TS.Splat(-2.12194440e-4f), y);
+        y = TS.MultiplyAdd(z, TS.Splat(-0.5f), y);
+        return TS.MultiplyAdd(k, TS.Splat(0.693359375f), TS.Add(r, y));
+    }
 }

@@ -19,6 +19,7 @@ internal readonly struct ForwardKLOp : IDivergenceOp
         return p > 0 ? p * (logP - logQ) : 0;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public TV Element<TS, TV>(TV p, TV q, TV logP, TV logQ, out TV qg)
         where TS : ISimd<TV>
         where TV : struct

@@ -20,11 +20,12 @@ internal readonly struct GeneralizedJsdOp(double beta) : IDivergenceOp
         return (p > 0 ? _beta * p * (logP - logM) : 0) + qg;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public TV Element<TS, TV>(TV p, TV q, TV logP, TV logQ, out TV qg)
         where TS : ISimd<TV>
         where TV : struct
     {
-        TV logM = TS.Log(OpMath.Mixture<TS, TV>(p, q, _beta));
+        TV logM = SimdMath.LogOfNormal<TS, TV>(OpMath.Mixture<TS, TV>(p, q, _beta));
         qg = TS.Select(TS.GreaterThan(q, TS.Zero), TS.Multiply(TS.Multiply(TS.Splat((float)(1 - _beta)), q), TS.Subtract(logQ, logM)), TS.Zero);
         TV fromTeacher = TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(TS.Multiply(TS.Splat((float)_beta), p), TS.Subtract(logP, logM)), TS.Zero);
         return TS.Add(fromTeacher, qg);

@@ -19,6 +19,7 @@ internal readonly struct SkewKLOp(double alpha) : IDivergenceOp
         return p > 0 ? p * (logP - logR) : 0;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public TV Element<TS, TV>(TV p, TV q, TV logP, TV logQ, out TV qg)
         where TS : ISimd<TV>
         where TV : struct
@@ -26,6 +27,6 @@ internal readonly struct SkewKLOp(double alpha) : IDivergenceOp
         TV r = OpMath.Mixture<TS, TV>(p, q, _alpha);
         // p·q/r computed as p·(q/r): q/r ≤ 1/(1 − α), so nothing overflows.
         qg = TS.Multiply(TS.Splat((float)-(1 - _alpha)), TS.Multiply(p, TS.Divide(q, r)));
-        return TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(p, TS.Subtract(logP, TS.Log(r))), TS.Zero);
+        return TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(p, TS.Subtract(logP, SimdMath.LogOfNormal<TS, TV>(r))), TS.Zero);
     }
 }

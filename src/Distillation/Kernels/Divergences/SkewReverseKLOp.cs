@@ -26,13 +26,14 @@ internal readonly struct SkewReverseKLOp(double alpha) : IDivergenceOp
         return term;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public TV Element<TS, TV>(TV p, TV q, TV logP, TV logQ, out TV qg)
         where TS : ISimd<TV>
         where TV : struct
     {
         TV r = OpMath.Mixture<TS, TV>(q, p, _alpha);
         TV positive = TS.GreaterThan(q, TS.Zero);
-        TV term = TS.Select(positive, TS.Multiply(q, TS.Subtract(logQ, TS.Log(r))), TS.Zero);
+        TV term = TS.Select(positive, TS.Multiply(q, TS.Subtract(logQ, SimdMath.LogOfNormal<TS, TV>(r))), TS.Zero);
         // q²/r computed as q·(q/r): q/r ≤ 1/α, so nothing overflows.
         TV correction = TS.Multiply(TS.Splat((float)_alpha), TS.Multiply(q, TS.Divide(q, r)));
         qg = TS.Select(positive, TS.Subtract(TS.Add(term, q), correction), TS.Zero);

@@ -13,6 +13,7 @@ internal readonly struct TotalVariationOp : IDivergenceOp
         return 0.5 * System.Math.Abs(p - q);
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public TV Element<TS, TV>(TV p, TV q, TV logP, TV logQ, out TV qg)
         where TS : ISimd<TV>
         where TV : struct
