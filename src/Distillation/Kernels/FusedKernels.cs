@@ -56,7 +56,7 @@ internal static unsafe class FusedKernels
         bool infinite = row.Infinite;
         float* qgStore = gradient != null && !infinite ? bank.ExpT : null;
         float* expT = bank.ExpT, expS = bank.ExpS, shifts = bank.Shifts;
-        TV vInvT = TS.Splat(invT), vMaxT = TS.Splat((float)row.MaxT), vMaxS = TS.Splat((float)row.MaxS), vLowest = TS.Splat(float.MinValue);
+        TV vInvT = TS.Splat(invT), vMaxT = TS.Splat((float)row.MaxT), vMaxS = TS.Splat((float)row.MaxS);
         TV vLogZT = TS.Splat((float)Math.Log(row.ZT)), vLogZS = TS.Splat((float)Math.Log(row.ZS));
         double loss = 0, sumQg = 0;
         int w = TS.Count, chunk = 0;
@@ -66,20 +66,27 @@ internal static unsafe class FusedKernels
             (float cp, float cq) = row.ChunkFactors(shifts, chunk, invT);
             TV vCp = TS.Splat(cp), vCq = TS.Splat(cq), accLoss = TS.Zero, accQg = TS.Zero;
             float* t = teacher + c0, s = student + c0, et = expT + c0, es = expS + c0;
-            for (int i = 0; i < len; i += w)
+            int full = len / w;
+            for (int k = 0; k < full; k++)
             {
-                int at = Math.Min(i, len - w);
-                TV keep = TS.TailMask(Math.Min(w, len - i));
-                // Floored at −FLT_MAX: a finite logit whose gap ÷ T leaves float's range keeps a finite (huge) log, so the
-                // value stays finite where the truth is; a −∞ logit (weight 0, or +∞ by the support rule) is unaffected.
-                TV logP = TS.Max(TS.MultiplyAdd(TS.Subtract(TS.Load(t + at), vMaxT), vInvT, TS.Subtract(TS.Zero, vLogZT)), vLowest);
-                TV logQ = TS.Max(TS.MultiplyAdd(TS.Subtract(TS.Load(s + at), vMaxS), vInvT, TS.Subtract(TS.Zero, vLogZS)), vLowest);
-                TV term = op.Element<TS, TV>(TS.Multiply(TS.Load(et + at), vCp), TS.Multiply(TS.Load(es + at), vCq), logP, logQ, out TV qg);
-                accLoss = TS.Add(accLoss, TS.Select(keep, term, TS.Zero));
+                TV qg = TermAndQg<TS, TV, TOp>(op, t, s, et, es, k * w, vMaxT, vMaxS, vInvT, vLogZT, vLogZS, vCp, vCq, ref accLoss);
+                accQg = TS.Add(accQg, qg);
+                if (qgStore != null)
+                {
+                    TS.Store(qg, et + (k * w));
+                }
+            }
+
+            if (full * w < len)
+            {
+                // The overlapping last vector: lanes already counted are masked out, and keep the q·g stored there.
+                int at = len - w;
+                TV keep = TS.TailMask(len - (full * w)), tailLoss = TS.Zero;
+                TV qg = TermAndQg<TS, TV, TOp>(op, t, s, et, es, at, vMaxT, vMaxS, vInvT, vLogZT, vLogZS, vCp, vCq, ref tailLoss);
+                accLoss = TS.Add(accLoss, TS.Select(keep, tailLoss, TS.Zero));
                 accQg = TS.Add(accQg, TS.Select(keep, qg, TS.Zero));
                 if (qgStore != null)
                 {
-                    // The overlapping last vector rewrites its kept lanes' q·g over values it has just read.
                     TS.Store(TS.Select(keep, qg, TS.Load(et + at)), et + at);
                 }
             }
@@ -108,6 +115,25 @@ internal static unsafe class FusedKernels
         }
 
         return Defer<TS, TV>(new DeferredGradient(gradient, infinite ? expS : expT, infinite ? expT : expS, shifts, n, difference: !infinite), streaming, ref deferred);
+    }
+
+    /// <summary>
+    /// One vector of the general kernel's second pass at column <paramref name="at"/>: the op's term added to
+    /// <paramref name="accLoss"/>, and q·g returned.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TV TermAndQg<TS, TV, TOp>(in TOp op, float* t, float* s, float* et, float* es, int at, TV vMaxT, TV vMaxS, TV vInvT, TV vLogZT, TV vLogZS, TV vCp, TV vCq, ref TV accLoss)
+        where TS : ISimd<TV>
+        where TV : struct
+        where TOp : struct, IDivergenceOp
+    {
+        // Floored at −FLT_MAX: a finite logit whose gap ÷ T leaves float's range keeps a finite (huge) log, so the
+        // value stays finite where the truth is; a −∞ logit (weight 0, or +∞ by the support rule) is unaffected.
+        TV vLowest = TS.Splat(float.MinValue);
+        TV logP = TS.Max(TS.MultiplyAdd(TS.Subtract(TS.Load(t + at), vMaxT), vInvT, TS.Subtract(TS.Zero, vLogZT)), vLowest);
+        TV logQ = TS.Max(TS.MultiplyAdd(TS.Subtract(TS.Load(s + at), vMaxS), vInvT, TS.Subtract(TS.Zero, vLogZS)), vLowest);
+        accLoss = TS.Add(accLoss, op.Element<TS, TV>(TS.Multiply(TS.Load(et + at), vCp), TS.Multiply(TS.Load(es + at), vCq), logP, logQ, out TV qg));
+        return qg;
     }
 
     /// <summary>Columns per chunk: a chunk's inputs and exponentials stay in L1.</summary>
