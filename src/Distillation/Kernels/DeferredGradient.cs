@@ -14,11 +14,10 @@ internal readonly unsafe struct RowBank(float* expT, float* expS, float* shifts)
 }
 
 /// <summary>
-/// A row's gradient whose statistics are final but which is not written yet: per chunk k,
-/// destination = x · a_k + y · b_k, or (x + y · b_k) · a_k when <see cref="Difference"/>, with (a_k, b_k) at
-/// <see cref="Factors"/>[4k] and [4k + 1].
+/// A row's gradient whose statistics are final but which is not written yet: per chunk k, destination =
+/// <see cref="GradientFormKind"/>(x, y, a_k, b_k) with (a_k, b_k) at <see cref="Factors"/>[4k] and [4k + 1].
 /// </summary>
-internal readonly unsafe struct DeferredGradient(float* destination, float* x, float* y, float* factors, int n, bool difference)
+internal readonly unsafe struct DeferredGradient(float* destination, float* x, float* y, float* factors, int n, GradientFormKind form)
 {
     /// <summary>The row's gradient; null when nothing is deferred.</summary>
     public readonly float* Destination = destination;
@@ -26,7 +25,20 @@ internal readonly unsafe struct DeferredGradient(float* destination, float* x, f
     public readonly float* Y = y;
     public readonly float* Factors = factors;
     public readonly int N = n;
-    public readonly bool Difference = difference;
+    public readonly GradientFormKind Form = form;
+}
+
+/// <summary>The <see cref="IGradientForm"/>s a deferred gradient can take.</summary>
+internal enum GradientFormKind
+{
+    /// <summary><see cref="RescaleForm"/>.</summary>
+    Rescale = 0,
+
+    /// <summary><see cref="DifferenceForm"/>.</summary>
+    Difference = 1,
+
+    /// <summary><see cref="RatioForm"/>.</summary>
+    Ratio = 2,
 }
 
 /// <summary>How a deferred gradient combines its two scratch rows (specialised per form by the JIT).</summary>
@@ -97,4 +109,18 @@ internal readonly struct SubtractShift : IShift
     public static TV Exponent<TS, TV>(TV v, TV c, TV k)
         where TS : ISimd<TV>
         where TV : struct => TS.Multiply(TS.Subtract(v, k), c);
+}
+
+/// <summary>
+/// clamp(x + b, ±FLT_MAX) · (y · a) (reverse KL: x the stored log-ratio, b minus its mean, y the student's
+/// exponential); the clamp keeps a token of y · a = 0 at 0 instead of ±∞ · 0.
+/// </summary>
+internal readonly struct RatioForm : IGradientForm
+{
+    public static bool Active => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Combine<TS, TV>(TV x, TV y, TV a, TV b)
+        where TS : ISimd<TV>
+        where TV : struct => TS.Multiply(TS.Min(TS.AtLeastLowest(TS.Add(x, b)), TS.Splat(float.MaxValue)), TS.Multiply(y, a));
 }

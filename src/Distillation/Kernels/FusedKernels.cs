@@ -114,7 +114,7 @@ internal static unsafe class FusedKernels
             c0 += ChunkLength(n - c0);
         }
 
-        return Defer<TS, TV>(new DeferredGradient(gradient, infinite ? expS : expT, infinite ? expT : expS, shifts, n, difference: !infinite), streaming, ref deferred);
+        return Defer<TS, TV>(new DeferredGradient(gradient, infinite ? expS : expT, infinite ? expT : expS, shifts, n, infinite ? GradientFormKind.Rescale : GradientFormKind.Difference), streaming, ref deferred);
     }
 
     /// <summary>
@@ -194,7 +194,91 @@ internal static unsafe class FusedKernels
             c0 += ChunkLength(n - c0);
         }
 
-        return Defer<TS, TV>(new DeferredGradient(gradient, bank.ExpS, bank.ExpT, shifts, n, difference: false), streaming, ref deferred);
+        return Defer<TS, TV>(new DeferredGradient(gradient, bank.ExpS, bank.ExpT, shifts, n, GradientFormKind.Rescale), streaming, ref deferred);
+    }
+
+    /// <summary>
+    /// One row of reverse KL in a single pass over memory. KL(q ‖ p) = E_q[x_s − x_t] − log Z_s + log Z_t with
+    /// x = (v − max)/T, so <see cref="ChunkedPass{TS, TV, TOp}"/> runs with the student as its first side
+    /// (<see cref="StudentFirstReverseKLOp"/>), storing e_s and the log-ratio r = y_s − y_t per element. The gradient
+    /// coef · q · (log q − log p − L) = coef · q · (x_s − x_t − E_q[x_s − x_t]) is then (r − C_k) · e_s · a_k per chunk k
+    /// (<see cref="RatioForm"/>): the mean C_k is formed in double from the same stored floats, so a one-hot student
+    /// cancels exactly. A row whose value is +∞ gets coef · (q − p), with the teacher's exponentials recomputed.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static RowStatus StudentWeightedRow<TS, TV>(float* teacher, float* student, int n, float invT, float* gradient, float coef, in RowBank bank, bool streaming, ref DeferredGradient deferred, out double value)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        value = 0;
+        RowStatus status = ChunkedPass<TS, TV, StudentFirstReverseKLOp>(student, teacher, n, invT, bank, ref deferred, out RowStatistics row);
+        if (status != RowStatus.Ok)
+        {
+            // The first pass saw the student first: give each side its own status back.
+            return status switch
+            {
+                RowStatus.TeacherInvalidValue => RowStatus.StudentInvalidValue,
+                RowStatus.StudentInvalidValue => RowStatus.TeacherInvalidValue,
+                RowStatus.TeacherNoMass => RowStatus.StudentNoMass,
+                RowStatus.StudentNoMass => RowStatus.TeacherNoMass,
+                _ => status,
+            };
+        }
+
+        // In the swapped frame "T" is the student and "S" the teacher: Z_T = Z_s, A / Z_T = E_q[x_s − x_t].
+        value = row.Infinite ? double.PositiveInfinity : StudentFirstReverseKLOp.FromWeightedMean(row.A / row.ZT, Math.Log(row.ZT), Math.Log(row.ZS));
+        if (gradient == null)
+        {
+            return RowStatus.Ok;
+        }
+
+        float* shifts = bank.Shifts;
+        float c = (float)(invT * Log2E);
+        double toNatural = invT / (double)c, mean = row.A / row.ZT;
+        int chunk = 0;
+        for (int c0 = 0; c0 < n; chunk++)
+        {
+            int len = ChunkLength(n - c0);
+            (float cq, float cp) = row.ChunkFactors(shifts, chunk, invT);
+            if (row.Infinite)
+            {
+                // The teacher's exponentials over the log-ratio, for coef · (q − p) = e_s · coef·cq − e_t · coef·cp.
+                float mt = shifts[(ChunkStride * chunk) + 1];
+                ExpTo<TS, TV>(teacher + c0, len, ShiftOf(mt), c, bank.ExpS + c0);
+                shifts[ChunkStride * chunk] = coef * cq;
+                shifts[(ChunkStride * chunk) + 1] = -coef * cp;
+            }
+            else
+            {
+                // r_j + (chunk offset) is x_s − x_t relative to the row maxima (in base-2 units); C_k = mean − offset. A
+                // chunk without student mass (q = 0 throughout) gets zeros.
+                float ms = shifts[ChunkStride * chunk], mt = shifts[(ChunkStride * chunk) + 1];
+                bool mass = cq > 0 && !float.IsNegativeInfinity(ms) && !float.IsNegativeInfinity(mt);
+                double offset = mass ? ((ms - row.MaxT) - (mt - row.MaxS)) * invT : 0;
+                shifts[ChunkStride * chunk] = mass ? (float)(coef * (double)cq * toNatural) : 0;
+                shifts[(ChunkStride * chunk) + 1] = mass ? (float)(-(mean - offset) / toNatural) : 0;
+            }
+
+            c0 += len;
+        }
+
+        return row.Infinite
+            ? Defer<TS, TV>(new DeferredGradient(gradient, bank.ExpT, bank.ExpS, shifts, n, GradientFormKind.Rescale), streaming, ref deferred)
+            : Defer<TS, TV>(new DeferredGradient(gradient, bank.ExpS, bank.ExpT, shifts, n, GradientFormKind.Ratio), streaming, ref deferred);
+    }
+
+    /// <summary>e_j = 2^((x_j − shift) · c) over n ≥ TS.Count columns (the overlapping last vector rewrites equal values).</summary>
+    private static void ExpTo<TS, TV>(float* x, int n, float shift, float c, float* exps)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        TV vShift = TS.Splat(shift), vC = TS.Splat(c);
+        int w = TS.Count;
+        for (int i = 0; i < n; i += w)
+        {
+            int at = Math.Min(i, n - w);
+            TS.Store(SimdMath.Exp2<TS, TV>(TS.AtLeastLowest(TS.Multiply(TS.Subtract(TS.Load(x + at), vShift), vC))), exps + at);
+        }
     }
 
     /// <summary>
@@ -228,9 +312,13 @@ internal static unsafe class FusedKernels
         {
             int len = ChunkLength(n - c0);
             float a = gradient.Factors[ChunkStride * chunk], b = gradient.Factors[(ChunkStride * chunk) + 1];
-            if (gradient.Difference)
+            if (gradient.Form == GradientFormKind.Difference)
             {
                 Combine<TS, TV, DifferenceForm>(gradient.X + c0, gradient.Y + c0, a, b, gradient.Destination + c0, len, streaming);
+            }
+            else if (gradient.Form == GradientFormKind.Ratio)
+            {
+                Combine<TS, TV, RatioForm>(gradient.X + c0, gradient.Y + c0, a, b, gradient.Destination + c0, len, streaming);
             }
             else
             {
@@ -295,9 +383,10 @@ internal static unsafe class FusedKernels
             // S shifts every y of the chunk by the same δ = S − shift · c (exact in double), which the chunk's sums and
             // factors take back exactly. |S| ≤ 2^20 keeps |δ| ≤ 1/16, so the chunk maximum's 2^y stays near 1; beyond
             // that (huge logits), (v − shift) · c instead. Only the teacher-weighted ops take the FMA: a general op's
-            // gradient qg − q·Σqg cancels exactly for a one-hot student only if the maximum's exponential is exactly 1.
+            // gradient qg − q·Σqg (and reverse KL's q · (x_s − x_t − E_q[x_s − x_t])) cancels exactly for a one-hot
+            // student only if the maximum's exponential is exactly 1.
             float shiftT = ShiftOf(mt), shiftS = ShiftOf(ms), sT = shiftT * c, sS = shiftS * c;
-            bool fused = TOp.WeightedSum != TeacherWeightedSum.None && Math.Abs(sT) <= FusedShiftLimit && Math.Abs(sS) <= FusedShiftLimit;
+            bool fused = TOp.WeightedSum != TeacherWeightedSum.None && !TOp.StoresLogRatio && Math.Abs(sT) <= FusedShiftLimit && Math.Abs(sS) <= FusedShiftLimit;
             double dT = fused ? sT - ((double)shiftT * c) : 0, dS = fused ? sS - ((double)shiftS * c) : 0;
             shifts[ChunkStride * chunks] = mt;
             shifts[(ChunkStride * chunks) + 1] = ms;
@@ -496,9 +585,13 @@ internal static unsafe class FusedKernels
         {
             ChunkSums<TS, TV, TOp, NoGradient, TShift>(t, s, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
         }
-        else if (deferred.Difference)
+        else if (deferred.Form == GradientFormKind.Difference)
         {
             ChunkSums<TS, TV, TOp, DifferenceForm, TShift>(t, s, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
+        }
+        else if (deferred.Form == GradientFormKind.Ratio)
+        {
+            ChunkSums<TS, TV, TOp, RatioForm, TShift>(t, s, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
         }
         else
         {
@@ -611,9 +704,18 @@ internal static unsafe class FusedKernels
         TV ys = TS.AtLeastLowest(TShift.Exponent<TS, TV>(TS.Load(s + i), vC, vShiftS));
         TV et = SimdMath.Exp2<TS, TV>(yt), es = SimdMath.Exp2<TS, TV>(ys);
         TS.Store(et, expT + i);
-        TS.Store(es, expS + i);
         accZT = TS.Add(accZT, et);
         accZS = TS.Add(accZS, es);
+        if (TOp.StoresLogRatio)
+        {
+            // The log-ratio the gradient needs, stored instead of e_s, and the weighted sum taken from the same floats.
+            TV ratio = TS.Subtract(yt, ys);
+            TS.Store(ratio, expS + i);
+            accA = TS.MultiplyAdd(et, ratio, accA);
+            return;
+        }
+
+        TS.Store(es, expS + i);
 
         // e_t · f(y_t, y_s) for the op's teacher-weighted sum; y ≥ −FLT_MAX makes every product finite (0 when its
         // weight is 0); where the value is really +∞ the support rule says so separately.

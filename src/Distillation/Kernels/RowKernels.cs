@@ -94,6 +94,8 @@ internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher,
 
         return rowPath switch
         {
+            KernelPath.Vector512 when TOp.StudentWeighted => FusedKernels.StudentWeightedRow<Simd512, Vector512<float>>(t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
+            KernelPath.Vector256 when TOp.StudentWeighted => FusedKernels.StudentWeightedRow<Simd256, Vector256<float>>(t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
             KernelPath.Vector512 when TOp.WeightedSum != TeacherWeightedSum.None => FusedKernels.TeacherWeightedRow<Simd512, Vector512<float>, TOp>(t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
             KernelPath.Vector256 when TOp.WeightedSum != TeacherWeightedSum.None => FusedKernels.TeacherWeightedRow<Simd256, Vector256<float>, TOp>(t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
             KernelPath.Vector512 => FusedKernels.DivergenceRow<Simd512, Vector512<float>, TOp>(op, t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),

@@ -26,6 +26,18 @@ internal interface IDivergenceOp
     /// </summary>
     static virtual TeacherWeightedSum WeightedSum => TeacherWeightedSum.None;
 
+    /// <summary>
+    /// Whether the fused kernels compute the op as <see cref="FusedKernels.StudentWeightedRow{TS, TV}"/> (reverse KL:
+    /// E_q of the logit difference, one pass over memory like the teacher-weighted ops).
+    /// </summary>
+    static virtual bool StudentWeighted => false;
+
+    /// <summary>
+    /// For the first pass of <see cref="FusedKernels.StudentWeightedRow{TS, TV}"/>: store the first side's exponentials
+    /// and the base-2 log-ratio y_first − y_second (instead of the second side's exponentials).
+    /// </summary>
+    static virtual bool StoresLogRatio => false;
+
     /// <summary>For teacher-weighted ops: the row value from the mean of the weighted sum under p (row maxima subtracted) and log Z of both sides.</summary>
     static virtual double FromWeightedMean(double mean, double logZT, double logZS) => double.NaN;
 

@@ -10,6 +10,8 @@ internal readonly struct ReverseKLOp : IDivergenceOp
 
     public static InfinityRule Infinity => InfinityRule.StudentMassWithoutTeacher;
 
+    public static bool StudentWeighted => true;
+
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {
         double term = q > 0 ? q * (logQ - logP) : 0;
@@ -26,4 +28,28 @@ internal readonly struct ReverseKLOp : IDivergenceOp
         qg = TS.Add(term, q);
         return term;
     }
+}
+
+/// <summary>
+/// Reverse KL seen from the student: KL(P_s ‖ P_t) is forward KL with the two sides swapped, so the single-pass first
+/// pass runs with the student as its first side (weights e_s, sum Σ e_s (x_s − x_t)) and stores the log-ratio for the
+/// gradient (see <see cref="FusedKernels.StudentWeightedRow{TS, TV}"/>). Used only there.
+/// </summary>
+internal readonly struct StudentFirstReverseKLOp : IDivergenceOp
+{
+    public static bool IsDivergence => true;
+
+    public static InfinityRule Infinity => InfinityRule.TeacherMassWithoutStudent;
+
+    public static TeacherWeightedSum WeightedSum => TeacherWeightedSum.LogRatio;
+
+    public static bool StoresLogRatio => true;
+
+    public static double FromWeightedMean(double mean, double logZT, double logZS) => ForwardKLOp.FromWeightedMean(mean, logZT, logZS);
+
+    public double Element(double p, double q, double logP, double logQ, out double qg) => default(ForwardKLOp).Element(p, q, logP, logQ, out qg);
+
+    public TV Element<TS, TV>(TV p, TV q, TV logP, TV logQ, out TV qg)
+        where TS : ISimd<TV>
+        where TV : struct => default(ForwardKLOp).Element<TS, TV>(p, q, logP, logQ, out qg);
 }
