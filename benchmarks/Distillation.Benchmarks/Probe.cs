@@ -33,7 +33,7 @@ internal static class Probe
             ("floor 1 thread", () => Floor.Add(t, s, g, 0, n)),
             ("floor all cores", () => Floor.AddParallel(t, s, g)),
         };
-        foreach (Divergence d in new[] { Divergence.ForwardKL, Divergence.SoftCrossEntropy, Divergence.ReverseKL, Divergence.GeneralizedJsd(0.5), Divergence.SkewKL(0.1), Divergence.SkewReverseKL(0.1), Divergence.TotalVariation })
+        foreach (Divergence d in new[] { Divergence.ForwardKL, Divergence.SoftCrossEntropy, Divergence.ReverseKL, Divergence.GeneralizedJsd(0.5), Divergence.SkewKL(0.1), Divergence.SkewKL(0.5), Divergence.SkewReverseKL(0.1), Divergence.TotalVariation })
         {
             var one = new DistillationLoss(d, 2f) { MaxDegreeOfParallelism = 1 };
             var all = new DistillationLoss(d, 2f);

@@ -10,6 +10,7 @@ internal readonly struct GeneralizedJsdOp(double beta) : IDivergenceOp
     private readonly double _beta = beta;
     private readonly double _logBeta = System.Math.Log(beta);
     private readonly double _logOneMinusBeta = System.Math.Log(1 - beta);
+    private readonly MixtureWeights _weights = new(beta);
 
     public static bool IsDivergence => true;
 
@@ -25,9 +26,9 @@ internal readonly struct GeneralizedJsdOp(double beta) : IDivergenceOp
         where TS : ISimd<TV>
         where TV : struct
     {
-        TV logM = SimdMath.LogOfNormal<TS, TV>(OpMath.Mixture<TS, TV>(p, q, _beta));
-        qg = TS.Select(TS.GreaterThan(q, TS.Zero), TS.Multiply(TS.Multiply(TS.Splat((float)(1 - _beta)), q), TS.Subtract(logQ, logM)), TS.Zero);
-        TV fromTeacher = TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(TS.Multiply(TS.Splat((float)_beta), p), TS.Subtract(logP, logM)), TS.Zero);
+        TV logM = SimdMath.LogOfNormal<TS, TV>(OpMath.Mixture<TS, TV>(p, q, _weights));
+        qg = TS.Select(TS.GreaterThan(q, TS.Zero), TS.Multiply(TS.Multiply(TS.Splat(_weights.OneMinusW), q), TS.Subtract(logQ, logM)), TS.Zero);
+        TV fromTeacher = TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(TS.Multiply(TS.Splat(_weights.W), p), TS.Subtract(logP, logM)), TS.Zero);
         return TS.Add(fromTeacher, qg);
     }
 }

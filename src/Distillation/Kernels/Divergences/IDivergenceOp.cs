@@ -77,10 +77,21 @@ internal static class OpMath
     /// The mixture w·x + (1 − w)·y for probabilities x, y, with both weights rounded from double (so nothing cancels
     /// when w is near 1), floored at <see cref="MixtureFloor"/> so that a log never sees an underflowed 0.
     /// </summary>
-    public static TV Mixture<TS, TV>(TV x, TV y, double w)
+    public static TV Mixture<TS, TV>(TV x, TV y, in MixtureWeights w)
         where TS : ISimd<TV>
         where TV : struct =>
-        TS.Max(TS.MultiplyAdd(TS.Splat((float)w), x, TS.Multiply(TS.Splat((float)(1 - w)), y)), TS.Splat(MixtureFloor));
+        TS.Max(TS.MultiplyAdd(TS.Splat(w.W), x, TS.Multiply(TS.Splat(w.OneMinusW), y)), TS.Splat(MixtureFloor));
+}
+
+/// <summary>
+/// A mixture weight w and 1 − w, each rounded to float from double once, when the op is made: the vector loops then
+/// broadcast floats (a double-to-float conversion per iteration merges into its destination register and can chain
+/// the iterations together).
+/// </summary>
+internal readonly struct MixtureWeights(double w)
+{
+    public readonly float W = (float)w;
+    public readonly float OneMinusW = (float)(1 - w);
 }
 
 /// <summary>Where a divergence is +∞.</summary>

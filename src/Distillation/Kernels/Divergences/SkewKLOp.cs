@@ -9,6 +9,8 @@ internal readonly struct SkewKLOp(double alpha) : IDivergenceOp
     private readonly double _alpha = alpha;
     private readonly double _logAlpha = System.Math.Log(alpha);
     private readonly double _logOneMinusAlpha = System.Math.Log(1 - alpha);
+    private readonly MixtureWeights _weights = new(alpha);
+    private readonly float _minusOneMinusAlpha = (float)-(1 - alpha);
 
     public static bool IsDivergence => true;
 
@@ -24,9 +26,9 @@ internal readonly struct SkewKLOp(double alpha) : IDivergenceOp
         where TS : ISimd<TV>
         where TV : struct
     {
-        TV r = OpMath.Mixture<TS, TV>(p, q, _alpha);
+        TV r = OpMath.Mixture<TS, TV>(p, q, _weights);
         // p·q/r computed as p·(q/r): q/r ≤ 1/(1 − α), so nothing overflows.
-        qg = TS.Multiply(TS.Splat((float)-(1 - _alpha)), TS.Multiply(p, TS.Divide(q, r)));
+        qg = TS.Multiply(TS.Splat(_minusOneMinusAlpha), TS.Multiply(p, TS.Divide(q, r)));
         return TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(p, TS.Subtract(logP, SimdMath.LogOfNormal<TS, TV>(r))), TS.Zero);
     }
 }

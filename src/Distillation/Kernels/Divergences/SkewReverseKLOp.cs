@@ -9,6 +9,7 @@ internal readonly struct SkewReverseKLOp(double alpha) : IDivergenceOp
     private readonly double _alpha = alpha;
     private readonly double _logAlpha = System.Math.Log(alpha);
     private readonly double _logOneMinusAlpha = System.Math.Log(1 - alpha);
+    private readonly MixtureWeights _weights = new(alpha);
 
     public static bool IsDivergence => true;
 
@@ -31,11 +32,11 @@ internal readonly struct SkewReverseKLOp(double alpha) : IDivergenceOp
         where TS : ISimd<TV>
         where TV : struct
     {
-        TV r = OpMath.Mixture<TS, TV>(q, p, _alpha);
+        TV r = OpMath.Mixture<TS, TV>(q, p, _weights);
         TV positive = TS.GreaterThan(q, TS.Zero);
         TV term = TS.Select(positive, TS.Multiply(q, TS.Subtract(logQ, SimdMath.LogOfNormal<TS, TV>(r))), TS.Zero);
         // q²/r computed as q·(q/r): q/r ≤ 1/α, so nothing overflows.
-        TV correction = TS.Multiply(TS.Splat((float)_alpha), TS.Multiply(q, TS.Divide(q, r)));
+        TV correction = TS.Multiply(TS.Splat(_weights.W), TS.Multiply(q, TS.Divide(q, r)));
         qg = TS.Select(positive, TS.Subtract(TS.Add(term, q), correction), TS.Zero);
         return term;
     }
