@@ -146,10 +146,10 @@ internal static unsafe class FusedKernels
     private const int ChunkStride = 4;
 
     /// <summary>Scratch floats the chunked kernels need for their chunk maxima (a multiple of 16, so that what follows stays aligned).</summary>
-    public static int ChunkShiftFloats(int n) => RoundUp(ChunkStride * ((n / (Chunk / 2)) + 2));
+    public static int ChunkShiftFloats(int n) => (int)RoundUp(ChunkStride * ((n / (Chunk / 2)) + 2));
 
-    /// <summary>n rounded up to a multiple of 16 floats (64 bytes).</summary>
-    public static int RoundUp(int n) => (n + 15) & ~15;
+    /// <summary>n rounded up to a multiple of 16 floats (64 bytes), in 64 bits (rows near int.MaxValue must not wrap).</summary>
+    public static long RoundUp(long n) => (n + 15) & ~15L;
 
     /// <summary>The length of the chunk starting <paramref name="remaining"/> columns before the row's end (the last two share the rest evenly).</summary>
     private static int ChunkLength(int remaining) => remaining <= Chunk ? remaining : remaining < 2 * Chunk ? remaining / 2 : Chunk;
@@ -387,11 +387,12 @@ internal static unsafe class FusedKernels
             // student only if the maximum's exponential is exactly 1.
             float shiftT = ShiftOf(mt), shiftS = ShiftOf(ms), sT = shiftT * c, sS = shiftS * c;
             bool fused = TOp.WeightedSum != TeacherWeightedSum.None && !TOp.StoresLogRatio && Math.Abs(sT) <= FusedShiftLimit && Math.Abs(sS) <= FusedShiftLimit;
-            double dT = fused ? sT - ((double)shiftT * c) : 0, dS = fused ? sS - ((double)shiftS * c) : 0;
+            // The exponents are then exact relative to the virtual maxima shift + δ/c, which the merge below uses.
+            double offT = fused ? (sT - ((double)shiftT * c)) / c : 0, offS = fused ? (sS - ((double)shiftS * c)) / c : 0;
             shifts[ChunkStride * chunks] = mt;
             shifts[(ChunkStride * chunks) + 1] = ms;
-            shifts[(ChunkStride * chunks) + 2] = (float)dT;
-            shifts[(ChunkStride * chunks) + 3] = (float)dS;
+            shifts[(ChunkStride * chunks) + 2] = (float)offT;
+            shifts[(ChunkStride * chunks) + 3] = (float)offS;
             double cz, czs, ca;
             if (fused)
             {
@@ -402,10 +403,7 @@ internal static unsafe class FusedKernels
                 ChunkSums<TS, TV, TOp, SubtractShift>(t, s, len, shiftT, shiftS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca);
             }
 
-            double gT = Math.Exp(dT * Math.Log(2)), gS = Math.Exp(dS * Math.Log(2));
-            ca = gT * (ca + (cz * Offset(alpha, dT, beta, dS))) * toNatural;
-            cz *= gT;
-            czs *= gS;
+            ca *= toNatural;
             if (double.IsNaN(cz))
             {
                 return RowStatus.TeacherInvalidValue;
@@ -425,13 +423,15 @@ internal static unsafe class FusedKernels
 
             // Re-express the running statistics relative to the new maxima, then add the chunk's (relative to its own
             // shifts). A side with weight 0 (α or β) is left out, so −∞ maxima never meet 0 · ∞.
-            double newMaxT = cz > 0 ? Math.Max(maxT, mt) : maxT;
-            double newMaxS = czs > 0 ? Math.Max(maxS, ms) : maxS;
+            // The chunk's reference points: its maxima, moved by the exponent shift of the FMA form (0 otherwise).
+            double vt = mt + (double)(float)offT, vs = ms + (double)(float)offS;
+            double newMaxT = cz > 0 ? Math.Max(maxT, vt) : maxT;
+            double newMaxS = czs > 0 ? Math.Max(maxS, vs) : maxS;
             if (cz > 0)
             {
-                double keep = Math.Exp((maxT - newMaxT) * invT), add = Math.Exp((mt - newMaxT) * invT);
+                double keep = ExpOrOne((maxT - newMaxT) * invT), add = ExpOrOne((vt - newMaxT) * invT);
                 double old = zT > 0 ? a + (zT * Offset(alpha, maxT - newMaxT, beta, maxS - newMaxS) * invT) : 0;
-                double mine = ca + (cz * Offset(alpha, mt - newMaxT, beta, czs > 0 ? ms - newMaxS : 0) * invT);
+                double mine = ca + (cz * Offset(alpha, vt - newMaxT, beta, czs > 0 ? vs - newMaxS : 0) * invT);
                 a = Scaled(keep, old) + (add * mine);
                 zT = Scaled(keep, zT) + (add * cz);
                 maxT = newMaxT;
@@ -443,7 +443,7 @@ internal static unsafe class FusedKernels
 
             if (czs > 0)
             {
-                zS = Scaled(Math.Exp((maxS - newMaxS) * invT), zS) + (czs * Math.Exp((ms - newMaxS) * invT));
+                zS = Scaled(ExpOrOne((maxS - newMaxS) * invT), zS) + (czs * ExpOrOne((vs - newMaxS) * invT));
                 maxS = newMaxS;
             }
 
@@ -491,13 +491,13 @@ internal static unsafe class FusedKernels
     /// <summary>A row's merged statistics from <see cref="ChunkedPass{TS, TV, TOp}"/>, relative to the row maxima (raw logit units).</summary>
     private readonly record struct RowStatistics(double MaxT, double MaxS, double ZT, double ZS, double A, bool Infinite)
     {
-        /// <summary>p_j = e_t,j · cp and q_j = e_s,j · cq for the stored exponentials of chunk <paramref name="chunk"/> (their shift δ included).</summary>
+        /// <summary>p_j = e_t,j · cp and q_j = e_s,j · cq for the stored exponentials of chunk <paramref name="chunk"/> (relative to its reference points).</summary>
         public (float Cp, float Cq) ChunkFactors(float* shifts, int chunk, float invT)
         {
             float mt = shifts[ChunkStride * chunk], ms = shifts[(ChunkStride * chunk) + 1];
-            double dT = shifts[(ChunkStride * chunk) + 2] * Math.Log(2), dS = shifts[(ChunkStride * chunk) + 3] * Math.Log(2);
-            return (float.IsNegativeInfinity(mt) ? 0 : (float)(Math.Exp(((mt - MaxT) * invT) + dT) / ZT),
-                    float.IsNegativeInfinity(ms) ? 0 : (float)(Math.Exp(((ms - MaxS) * invT) + dS) / ZS));
+            double vt = mt + (double)shifts[(ChunkStride * chunk) + 2], vs = ms + (double)shifts[(ChunkStride * chunk) + 3];
+            return (float.IsNegativeInfinity(mt) ? 0 : (float)(ExpOrOne((vt - MaxT) * invT) / ZT),
+                    float.IsNegativeInfinity(ms) ? 0 : (float)(ExpOrOne((vs - MaxS) * invT) / ZS));
         }
     }
 
@@ -569,6 +569,9 @@ internal static unsafe class FusedKernels
 
         return total + TS.SumAcross(acc);
     }
+
+    /// <summary>e^x, without the call where x is 0 (the chunk holding the maximum; a single-chunk row never calls it) or −∞.</summary>
+    private static double ExpOrOne(double x) => x == 0 ? 1 : double.IsNegativeInfinity(x) ? 0 : Math.Exp(x);
 
     /// <summary>w · x, with 0 · (±∞) = 0: a weight that underflowed to 0 drops its term.</summary>
     private static double Scaled(double w, double x) => w == 0 ? 0 : w * x;

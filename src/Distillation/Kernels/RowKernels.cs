@@ -65,7 +65,7 @@ internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher,
         float invT = 1f / temperature;
         float coef = scale * invT;
         // The bank the deferred gradient (if any) does not use; every part starts on a 64-byte boundary.
-        int rounded = FusedKernels.RoundUp(n);
+        int rounded = (int)FusedKernels.RoundUp(n); // the driver refused scratch beyond Array.MaxLength, so this fits
         float* second = scratch + BankFloats(n), logT = second + BankFloats(n);
         float* expT = deferred.Destination != null && (deferred.X == scratch || deferred.Y == scratch) ? second : scratch;
         var bank = new RowBank(expT, expT + rounded, expT + (2 * rounded));

@@ -215,9 +215,13 @@ public sealed class FindingsTests
     [Fact]
     public unsafe void F13_ScratchSize_DoesNotOverflow_ForHugeVocabularies()
     {
-        const int vocab = 800_000_000;
-        var kernel = new DivergenceRowKernel<Kernels.Divergences.ForwardKLOp>(default, null, DistributionKind.Logits, null, vocab, 1f, KernelPath.Vector512);
-        long floats = kernel.ScratchFloats(vocab);
-        floats.Should().BeGreaterThanOrEqualTo(3L * vocab, "three rows of V floats are written into the scratch");
+        // Two banks of two rows each (a deferred gradient keeps one) and a converted teacher row: five rows of V floats,
+        // each rounded up to 64 bytes, so the sizes must not wrap even for V near int.MaxValue.
+        foreach (int vocab in new[] { 800_000_000, int.MaxValue - 7, int.MaxValue })
+        {
+            var kernel = new DivergenceRowKernel<Kernels.Divergences.ForwardKLOp>(default, null, DistributionKind.Logits, null, vocab, 1f, KernelPath.Vector512);
+            long floats = kernel.ScratchFloats(vocab);
+            floats.Should().BeGreaterThanOrEqualTo(5L * vocab, $"five rows of V = {vocab} floats are written into the scratch");
+        }
     }
 }
