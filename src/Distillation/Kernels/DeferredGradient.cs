@@ -1,3 +1,4 @@
+using System;
 using System.Runtime.CompilerServices;
 
 namespace Distillation.Kernels;
@@ -51,6 +52,9 @@ internal interface IGradientForm
     static abstract TV Combine<TS, TV>(TV x, TV y, TV a, TV b)
         where TS : ISimd<TV>
         where TV : struct;
+
+    /// <summary>The same for one element, rounded exactly as a lane of the vector form.</summary>
+    static abstract float Combine(float x, float y, float a, float b);
 }
 
 /// <summary>No deferred gradient.</summary>
@@ -61,6 +65,8 @@ internal readonly struct NoGradient : IGradientForm
     public static TV Combine<TS, TV>(TV x, TV y, TV a, TV b)
         where TS : ISimd<TV>
         where TV : struct => x;
+
+    public static float Combine(float x, float y, float a, float b) => x;
 }
 
 /// <summary>x · a + y · b (the teacher-weighted ops, and infinite rows).</summary>
@@ -72,6 +78,8 @@ internal readonly struct RescaleForm : IGradientForm
     public static TV Combine<TS, TV>(TV x, TV y, TV a, TV b)
         where TS : ISimd<TV>
         where TV : struct => TS.MultiplyAdd(x, a, TS.Multiply(y, b));
+
+    public static float Combine(float x, float y, float a, float b) => MathF.FusedMultiplyAdd(x, a, y * b);
 }
 
 /// <summary>(x + y · b) · a (a general divergence: the difference formed before the coefficient).</summary>
@@ -83,6 +91,8 @@ internal readonly struct DifferenceForm : IGradientForm
     public static TV Combine<TS, TV>(TV x, TV y, TV a, TV b)
         where TS : ISimd<TV>
         where TV : struct => TS.Multiply(TS.MultiplyAdd(y, b, x), a);
+
+    public static float Combine(float x, float y, float a, float b) => MathF.FusedMultiplyAdd(y, b, x) * a;
 }
 
 /// <summary>How the chunked kernels form the base-2 exponent y of a value v from the scale c and a chunk constant k.</summary>
@@ -123,4 +133,6 @@ internal readonly struct RatioForm : IGradientForm
     public static TV Combine<TS, TV>(TV x, TV y, TV a, TV b)
         where TS : ISimd<TV>
         where TV : struct => TS.Multiply(TS.Min(TS.AtLeastLowest(TS.Add(x, b)), TS.Splat(float.MaxValue)), TS.Multiply(y, a));
+
+    public static float Combine(float x, float y, float a, float b) => Math.Clamp(x + b, float.MinValue, float.MaxValue) * (y * a);
 }

@@ -665,15 +665,18 @@ internal static unsafe class FusedKernels
 
         if (TForm.Active)
         {
-            if (head > 0)
+            // The partial lines before the first and after the last streamed vector, element by element: a vector store
+            // there would also cover a line being streamed, and an ordinary store into a line still held by a
+            // write-combining buffer waits for it to reach memory (hundreds of ns per row on short rows).
+            float a0 = deferred.Factors[ChunkStride * chunk], b0 = deferred.Factors[(ChunkStride * chunk) + 1];
+            for (int j = 0; j < head; j++)
             {
-                TS.Store(TForm.Combine<TS, TV>(TS.Load(x), TS.Load(y), va, vb), dest);
+                dest[j] = TForm.Combine(x[j], y[j], a0, b0);
             }
 
-            if (head + (streamed * w) < n)
+            for (int j = head + (streamed * w); j < n; j++)
             {
-                int at = n - w;
-                TS.Store(TForm.Combine<TS, TV>(TS.Load(x + at), TS.Load(y + at), va, vb), dest + at);
+                dest[j] = TForm.Combine(x[j], y[j], a0, b0);
             }
         }
     }
@@ -745,13 +748,25 @@ internal static unsafe class FusedKernels
         int w = TS.Count, i = 0;
         if (streaming && TS.HasNonTemporalStore && n >= 4 * w)
         {
-            TS.Store(TForm.Combine<TS, TV>(TS.Load(x), TS.Load(y), va, vb), destination);
+            // As in ChunkSums: the partial lines element by element, never a vector overlapping a streamed line.
             nuint bytes = (nuint)(w * sizeof(float));
-            i = (int)(((bytes - ((nuint)destination & (bytes - 1))) & (bytes - 1)) / sizeof(float));
+            int head = (int)(((bytes - ((nuint)destination & (bytes - 1))) & (bytes - 1)) / sizeof(float));
+            for (; i < head; i++)
+            {
+                destination[i] = TForm.Combine(x[i], y[i], a, b);
+            }
+
             for (; i + w <= n; i += w)
             {
                 TS.StoreNonTemporal(TForm.Combine<TS, TV>(TS.Load(x + i), TS.Load(y + i), va, vb), destination + i);
             }
+
+            for (; i < n; i++)
+            {
+                destination[i] = TForm.Combine(x[i], y[i], a, b);
+            }
+
+            return;
         }
         else
         {
