@@ -48,6 +48,45 @@ public class LossBenchmarks
     public double FusedAllCores() => _all.Compute(_t, _s, _gradient).Value;
 }
 
+/// <summary>The rest of the family the 2.5× target names (skew KL, skew reverse KL, TVD), at 256 × 32000 against the floor.</summary>
+[MemoryDiagnoser]
+public class FamilyBenchmarks
+{
+    private float[] _teacher = [];
+    private float[] _student = [];
+    private float[] _gradient = [];
+    private TeacherDistribution _t;
+    private StudentDistribution _s;
+    private DistillationLoss _one = null!;
+    private DistillationLoss _all = null!;
+
+    [Params("SkewKL(0.1)", "SkewReverseKL(0.1)", "TVD")]
+    public string Loss { get; set; } = "TVD";
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        (_teacher, _student, _gradient) = Shapes.Data(256, 32000);
+        _t = TeacherDistribution.FromLogits(_teacher, 32000);
+        _s = StudentDistribution.FromLogits(_student, 32000);
+        Divergence d = Shapes.Divergence(Loss);
+        _one = new DistillationLoss(d, 2f) { MaxDegreeOfParallelism = 1 };
+        _all = new DistillationLoss(d, 2f);
+    }
+
+    [Benchmark(Baseline = true, Description = "floor, 1 thread")]
+    public void FloorOneThread() => Floor.Add(_teacher, _student, _gradient, 0, _teacher.Length);
+
+    [Benchmark(Description = "floor, all cores")]
+    public void FloorAllCores() => Floor.AddParallel(_teacher, _student, _gradient);
+
+    [Benchmark(Description = "fused, 1 thread")]
+    public double FusedOneThread() => _one.Compute(_t, _s, _gradient).Value;
+
+    [Benchmark(Description = "fused, all cores")]
+    public double FusedAllCores() => _all.Compute(_t, _s, _gradient).Value;
+}
+
 /// <summary>The slow baselines, at the smallest size only: the scalar reference, a TensorPrimitives chain, MathNet.Numerics.</summary>
 [MemoryDiagnoser]
 public class BaselineBenchmarks
@@ -131,6 +170,7 @@ internal static class Shapes
         "ReverseKL" => Distillation.Divergence.ReverseKL,
         "JSD(0.5)" => Distillation.Divergence.GeneralizedJsd(0.5),
         "SkewKL(0.1)" => Distillation.Divergence.SkewKL(0.1),
+        "SkewReverseKL(0.1)" => Distillation.Divergence.SkewReverseKL(0.1),
         "TVD" => Distillation.Divergence.TotalVariation,
         _ => throw new ArgumentOutOfRangeException(nameof(name), name, "unknown loss"),
     };

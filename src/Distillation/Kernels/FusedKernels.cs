@@ -129,9 +129,14 @@ internal static unsafe class FusedKernels
     {
         // Floored at −FLT_MAX: a finite logit whose gap ÷ T leaves float's range keeps a finite (huge) log, so the
         // value stays finite where the truth is; a −∞ logit (weight 0, or +∞ by the support rule) is unaffected.
-        TV vLowest = TS.Splat(float.MinValue);
-        TV logP = TS.Max(TS.MultiplyAdd(TS.Subtract(TS.Load(t + at), vMaxT), vInvT, TS.Subtract(TS.Zero, vLogZT)), vLowest);
-        TV logQ = TS.Max(TS.MultiplyAdd(TS.Subtract(TS.Load(s + at), vMaxS), vInvT, TS.Subtract(TS.Zero, vLogZS)), vLowest);
+        TV logP = TS.Zero, logQ = TS.Zero;
+        if (TOp.UsesLogs)
+        {
+            TV vLowest = TS.Splat(float.MinValue);
+            logP = TS.Max(TS.MultiplyAdd(TS.Subtract(TS.Load(t + at), vMaxT), vInvT, TS.Subtract(TS.Zero, vLogZT)), vLowest);
+            logQ = TS.Max(TS.MultiplyAdd(TS.Subtract(TS.Load(s + at), vMaxS), vInvT, TS.Subtract(TS.Zero, vLogZS)), vLowest);
+        }
+
         accLoss = TS.Add(accLoss, op.Element<TS, TV>(TS.Multiply(TS.Load(et + at), vCp), TS.Multiply(TS.Load(es + at), vCq), logP, logQ, out TV qg));
         return qg;
     }

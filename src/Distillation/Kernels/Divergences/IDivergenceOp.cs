@@ -26,6 +26,9 @@ internal interface IDivergenceOp
     /// </summary>
     static virtual TeacherWeightedSum WeightedSum => TeacherWeightedSum.None;
 
+    /// <summary>Whether the vector term reads log p and log q (the general kernel then forms them from the logits).</summary>
+    static virtual bool UsesLogs => true;
+
     /// <summary>
     /// Whether the fused kernels compute the op as <see cref="FusedKernels.StudentWeightedRow{TS, TV}"/> (reverse KL:
     /// E_q of the logit difference, one pass over memory like the teacher-weighted ops).

@@ -7,6 +7,8 @@ internal readonly struct TotalVariationOp : IDivergenceOp
 {
     public static bool IsDivergence => true;
 
+    public static bool UsesLogs => false;
+
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {
         qg = 0.5 * q * System.Math.Sign(q - p);
