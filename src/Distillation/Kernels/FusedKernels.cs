@@ -45,7 +45,7 @@ internal static unsafe class FusedKernels
         where TOp : struct, IDivergenceOp
     {
         value = 0;
-        RowStatus status = ChunkedPass<TS, TV, TOp>(teacher, student, n, invT, bank, ref deferred, out RowStatistics row);
+        RowStatus status = ChunkedPass<TS, TV, TOp>(new RowSources(teacher, student, null, null, null), n, invT, bank, ref deferred, out RowStatistics row);
         if (status != RowStatus.Ok)
         {
             return status;
@@ -170,13 +170,13 @@ internal static unsafe class FusedKernels
     /// distribution, no log per element, inputs read once and the gradient written once.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static RowStatus TeacherWeightedRow<TS, TV, TOp>(float* teacher, float* student, int n, float invT, float* gradient, float coef, in RowBank bank, bool streaming, ref DeferredGradient deferred, out double value)
+    public static RowStatus TeacherWeightedRow<TS, TV, TOp>(float* teacher, Half* teacherHalf, float* widened, float* student, int n, float invT, float* gradient, float coef, in RowBank bank, bool streaming, ref DeferredGradient deferred, out double value)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
     {
         value = 0;
-        RowStatus status = ChunkedPass<TS, TV, TOp>(teacher, student, n, invT, bank, ref deferred, out RowStatistics row);
+        RowStatus status = ChunkedPass<TS, TV, TOp>(new RowSources(teacher, student, teacherHalf, null, widened), n, invT, bank, ref deferred, out RowStatistics row);
         if (status != RowStatus.Ok)
         {
             return status;
@@ -211,12 +211,12 @@ internal static unsafe class FusedKernels
     /// cancels exactly. A row whose value is +∞ gets coef · (q − p), with the teacher's exponentials recomputed.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static RowStatus StudentWeightedRow<TS, TV>(float* teacher, float* student, int n, float invT, float* gradient, float coef, in RowBank bank, bool streaming, ref DeferredGradient deferred, out double value)
+    public static RowStatus StudentWeightedRow<TS, TV>(float* teacher, Half* teacherHalf, float* widened, float* student, int n, float invT, float* gradient, float coef, in RowBank bank, bool streaming, ref DeferredGradient deferred, out double value)
         where TS : ISimd<TV>
         where TV : struct
     {
         value = 0;
-        RowStatus status = ChunkedPass<TS, TV, StudentFirstReverseKLOp>(student, teacher, n, invT, bank, ref deferred, out RowStatistics row);
+        RowStatus status = ChunkedPass<TS, TV, StudentFirstReverseKLOp>(new RowSources(student, teacher, null, teacherHalf, widened), n, invT, bank, ref deferred, out RowStatistics row);
         if (status != RowStatus.Ok)
         {
             // The first pass saw the student first: give each side its own status back.
@@ -249,7 +249,14 @@ internal static unsafe class FusedKernels
             {
                 // The teacher's exponentials over the log-ratio, for coef · (q − p) = e_s · coef·cq − e_t · coef·cp.
                 float mt = shifts[(ChunkStride * chunk) + 1];
-                ExpTo<TS, TV>(teacher + c0, len, ShiftOf(mt), c, bank.ExpS + c0);
+                float* t = teacher + c0;
+                if (teacherHalf != null)
+                {
+                    System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(teacherHalf + c0, len), new Span<float>(widened, len));
+                    t = widened;
+                }
+
+                ExpTo<TS, TV>(t, len, ShiftOf(mt), c, bank.ExpS + c0);
                 shifts[ChunkStride * chunk] = coef * cq;
                 shifts[(ChunkStride * chunk) + 1] = -coef * cp;
             }
@@ -343,7 +350,7 @@ internal static unsafe class FusedKernels
     /// written chunk by chunk in the same loop and then cleared.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static RowStatus ChunkedPass<TS, TV, TOp>(float* teacher, float* student, int n, float invT, in RowBank bank, ref DeferredGradient deferred, out RowStatistics row)
+    private static RowStatus ChunkedPass<TS, TV, TOp>(in RowSources sources, int n, float invT, in RowBank bank, ref DeferredGradient deferred, out RowStatistics row)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
@@ -371,7 +378,21 @@ internal static unsafe class FusedKernels
         for (int c0 = 0; c0 < n; chunks++)
         {
             int len = ChunkLength(n - c0);
-            float* t = teacher + c0, s = student + c0;
+            float* t = sources.First + c0, s = sources.Second + c0;
+            if (sources.FirstHalf != null)
+            {
+                // Half storage: the chunk is widened exactly into an L1 buffer; 2 bytes per value read from memory.
+                System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(sources.FirstHalf + c0, len), new Span<float>(sources.Widened, len));
+                t = sources.Widened;
+            }
+
+            if (sources.SecondHalf != null)
+            {
+                System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(sources.SecondHalf + c0, len), new Span<float>(sources.Widened, len));
+                s = sources.Widened;
+            }
+
+            var ahead = new Ahead(sources, c0 + len);
             float mt = MaxOf<TS, TV>(t, len, TOp.Infinity == InfinityRule.StudentMassWithoutTeacher, out float minT);
             float ms = MaxOf<TS, TV>(s, len, TOp.Infinity == InfinityRule.TeacherMassWithoutStudent, out float minS);
             if (float.IsNaN(mt) || float.IsPositiveInfinity(mt))
@@ -401,11 +422,11 @@ internal static unsafe class FusedKernels
             double cz, czs, ca;
             if (fused)
             {
-                ChunkSums<TS, TV, TOp, FusedShift>(t, s, len, -sT, -sS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca);
+                ChunkSums<TS, TV, TOp, FusedShift>(t, s, ahead, len, -sT, -sS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca);
             }
             else
             {
-                ChunkSums<TS, TV, TOp, SubtractShift>(t, s, len, shiftT, shiftS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca);
+                ChunkSums<TS, TV, TOp, SubtractShift>(t, s, ahead, len, shiftT, shiftS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca);
             }
 
             ca *= toNatural;
@@ -583,7 +604,7 @@ internal static unsafe class FusedKernels
 
     /// <summary>Picks the <see cref="IGradientForm"/> of the deferred gradient (if any) for <see cref="ChunkSums{TS, TV, TOp, TForm, TShift}"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ChunkSums<TS, TV, TOp, TShift>(float* t, float* s, int n, float shiftT, float shiftS, float c, float* expT, float* expS, in DeferredGradient deferred, int c0, int chunk, out double zT, out double zS, out double a)
+    private static void ChunkSums<TS, TV, TOp, TShift>(float* t, float* s, in Ahead ahead, int n, float shiftT, float shiftS, float c, float* expT, float* expS, in DeferredGradient deferred, int c0, int chunk, out double zT, out double zS, out double a)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
@@ -591,19 +612,19 @@ internal static unsafe class FusedKernels
     {
         if (deferred.Destination == null)
         {
-            ChunkSums<TS, TV, TOp, NoGradient, TShift>(t, s, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
+            ChunkSums<TS, TV, TOp, NoGradient, TShift>(t, s, ahead, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
         }
         else if (deferred.Form == GradientFormKind.Difference)
         {
-            ChunkSums<TS, TV, TOp, DifferenceForm, TShift>(t, s, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
+            ChunkSums<TS, TV, TOp, DifferenceForm, TShift>(t, s, ahead, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
         }
         else if (deferred.Form == GradientFormKind.Ratio)
         {
-            ChunkSums<TS, TV, TOp, RatioForm, TShift>(t, s, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
+            ChunkSums<TS, TV, TOp, RatioForm, TShift>(t, s, ahead, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
         }
         else
         {
-            ChunkSums<TS, TV, TOp, RescaleForm, TShift>(t, s, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
+            ChunkSums<TS, TV, TOp, RescaleForm, TShift>(t, s, ahead, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
         }
     }
 
@@ -614,7 +635,7 @@ internal static unsafe class FusedKernels
     /// unaligned head and tail (overlapping lanes get equal values).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ChunkSums<TS, TV, TOp, TForm, TShift>(float* t, float* s, int n, float shiftT, float shiftS, float c, float* expT, float* expS, in DeferredGradient deferred, int c0, int chunk, out double zT, out double zS, out double a)
+    private static void ChunkSums<TS, TV, TOp, TForm, TShift>(float* t, float* s, in Ahead ahead, int n, float shiftT, float shiftS, float c, float* expT, float* expS, in DeferredGradient deferred, int c0, int chunk, out double zT, out double zS, out double a)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
@@ -642,7 +663,7 @@ internal static unsafe class FusedKernels
 
         for (; k < streamed; k++)
         {
-            Prefetch<TS, TV>(t, s, k * w);
+            ahead.Prefetch(k * w);
             Step<TS, TV, TOp, TShift>(t, s, k * w, vShiftT, vShiftS, vC, expT, expS, ref accZT, ref accZS, ref accA);
             int j = head + (k * w);
             TS.StoreNonTemporal(TForm.Combine<TS, TV>(TS.Load(x + j), TS.Load(y + j), va, vb), dest + j);
@@ -650,7 +671,7 @@ internal static unsafe class FusedKernels
 
         for (; k < full; k++)
         {
-            Prefetch<TS, TV>(t, s, k * w);
+            ahead.Prefetch(k * w);
             Step<TS, TV, TOp, TShift>(t, s, k * w, vShiftT, vShiftS, vC, expT, expS, ref accZT, ref accZS, ref accA);
         }
 
@@ -683,23 +704,6 @@ internal static unsafe class FusedKernels
             {
                 dest[j] = TForm.Combine(x[j], y[j], a0, b0);
             }
-        }
-    }
-
-    /// <summary>
-    /// Asks for the inputs one chunk ahead (the next chunk, or the next row's first) while this chunk's exponentials are
-    /// computed from L1: the next chunk's maxima then read from cache instead of waiting on memory. A prefetch never
-    /// faults, past the end of the inputs included; one per 64-byte line of each input.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Prefetch<TS, TV>(float* t, float* s, int i)
-        where TS : ISimd<TV>
-        where TV : struct
-    {
-        if (System.Runtime.Intrinsics.X86.Sse.IsSupported && (i & 15) == 0)
-        {
-            System.Runtime.Intrinsics.X86.Sse.Prefetch1(t + i + Chunk);
-            System.Runtime.Intrinsics.X86.Sse.Prefetch1(s + i + Chunk);
         }
     }
 
@@ -974,6 +978,58 @@ internal static unsafe class FusedKernels
             int at = n - w;
             TV fresh = TS.MultiplyAdd(TS.Load(a + at), vA, TS.MultiplyAdd(TS.Load(b + at), vB, vC));
             TS.Store(TS.Select(TS.TailMask(n - i), fresh, TS.Load(destination + at)), destination + at);
+        }
+    }
+}
+
+/// <summary>
+/// The two rows the chunked first pass reads (first side, second side): float rows, or a Half row (then its float
+/// pointer is unused) widened chunk by chunk into <see cref="Widened"/> (at least min(V, 2048) floats).
+/// </summary>
+internal readonly unsafe struct RowSources(float* first, float* second, Half* firstHalf, Half* secondHalf, float* widened)
+{
+    public readonly float* First = first;
+    public readonly float* Second = second;
+    public readonly Half* FirstHalf = firstHalf;
+    public readonly Half* SecondHalf = secondHalf;
+    public readonly float* Widened = widened;
+}
+
+/// <summary>
+/// Where the next chunk of each source starts (the next row's first chunk past the end of the row), for prefetching it
+/// while this chunk is computed from L1: the next chunk's maxima then read from L2 instead of waiting on memory. A
+/// prefetch never faults, past the end of the inputs included.
+/// </summary>
+internal readonly unsafe struct Ahead
+{
+    private readonly byte* _first;
+    private readonly byte* _second;
+    private readonly int _firstBytes;
+    private readonly int _secondBytes;
+
+    public Ahead(in RowSources sources, int column)
+    {
+        _firstBytes = sources.FirstHalf != null ? sizeof(Half) : sizeof(float);
+        _secondBytes = sources.SecondHalf != null ? sizeof(Half) : sizeof(float);
+        _first = sources.FirstHalf != null ? (byte*)(sources.FirstHalf + column) : (byte*)(sources.First + column);
+        _second = sources.SecondHalf != null ? (byte*)(sources.SecondHalf + column) : (byte*)(sources.Second + column);
+    }
+
+    /// <summary>One prefetch per 64-byte line of each source, for the vector at column <paramref name="i"/> of this chunk.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Prefetch(int i)
+    {
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
+        {
+            if (((i * _firstBytes) & 63) == 0)
+            {
+                System.Runtime.Intrinsics.X86.Sse.Prefetch1(_first + (i * _firstBytes));
+            }
+
+            if (((i * _secondBytes) & 63) == 0)
+            {
+                System.Runtime.Intrinsics.X86.Sse.Prefetch1(_second + (i * _secondBytes));
+            }
         }
     }
 }

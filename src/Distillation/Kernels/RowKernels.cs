@@ -69,14 +69,18 @@ internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher,
         float* second = scratch + BankFloats(n), logT = second + BankFloats(n);
         float* expT = deferred.Destination != null && (deferred.X == scratch || deferred.Y == scratch) ? second : scratch;
         var bank = new RowBank(expT, expT + rounded, expT + (2 * rounded));
-        if (teacherHalf != null)
+        KernelPath rowPath = KernelPaths.ForRow(path, n);
+        Half* half = teacherHalf == null ? null : teacherHalf + ((nint)row * n);
+        bool singlePass = TOp.StudentWeighted || TOp.WeightedSum != TeacherWeightedSum.None;
+        if (half != null && (!singlePass || rowPath == KernelPath.Scalar || teacherKind == DistributionKind.Probabilities))
         {
-            // Half storage: 2 bytes per value read once and widened exactly into the per-thread row buffer.
-            System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(teacherHalf + ((nint)row * n), n), new Span<float>(logT, n));
+            // Half storage: 2 bytes per value read once and widened exactly into the per-thread row buffer. The
+            // single-pass kernels instead widen it chunk by chunk as they go (into the same buffer).
+            System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(half, n), new Span<float>(logT, n));
             t = logT;
+            half = null;
         }
 
-        KernelPath rowPath = KernelPaths.ForRow(path, n);
         if (teacherKind == DistributionKind.Probabilities && rowPath != KernelPath.Scalar)
         {
             // The vector kernels take logits: validate the probabilities and take their logarithms once, here.
@@ -94,10 +98,10 @@ internal readonly unsafe struct DivergenceRowKernel<TOp>(TOp op, float* teacher,
 
         return rowPath switch
         {
-            KernelPath.Vector512 when TOp.StudentWeighted => FusedKernels.StudentWeightedRow<Simd512, Vector512<float>>(t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
-            KernelPath.Vector256 when TOp.StudentWeighted => FusedKernels.StudentWeightedRow<Simd256, Vector256<float>>(t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
-            KernelPath.Vector512 when TOp.WeightedSum != TeacherWeightedSum.None => FusedKernels.TeacherWeightedRow<Simd512, Vector512<float>, TOp>(t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
-            KernelPath.Vector256 when TOp.WeightedSum != TeacherWeightedSum.None => FusedKernels.TeacherWeightedRow<Simd256, Vector256<float>, TOp>(t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
+            KernelPath.Vector512 when TOp.StudentWeighted => FusedKernels.StudentWeightedRow<Simd512, Vector512<float>>(t, half, logT, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
+            KernelPath.Vector256 when TOp.StudentWeighted => FusedKernels.StudentWeightedRow<Simd256, Vector256<float>>(t, half, logT, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
+            KernelPath.Vector512 when TOp.WeightedSum != TeacherWeightedSum.None => FusedKernels.TeacherWeightedRow<Simd512, Vector512<float>, TOp>(t, half, logT, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
+            KernelPath.Vector256 when TOp.WeightedSum != TeacherWeightedSum.None => FusedKernels.TeacherWeightedRow<Simd256, Vector256<float>, TOp>(t, half, logT, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
             KernelPath.Vector512 => FusedKernels.DivergenceRow<Simd512, Vector512<float>, TOp>(op, t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
             KernelPath.Vector256 => FusedKernels.DivergenceRow<Simd256, Vector256<float>, TOp>(op, t, s, n, invT, gradient, coef, bank, streaming, ref deferred, out value),
             _ => ReferenceKernels.DivergenceRow(op, t, teacherKind, s, n, 1.0 / temperature, gradient, (double)scale / temperature, out value),
