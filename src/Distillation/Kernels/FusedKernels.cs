@@ -32,8 +32,8 @@ internal static unsafe class FusedKernels
     private const double Log2E = 1.4426950408889634;
 
     /// <summary>
-    /// One row of a general divergence over teacher logits (or log-probabilities), in three passes of which only the
-    /// first reads memory: <see cref="ChunkedPass{TS, TV, TOp}"/> (maxima, exponentials, Z, the +∞ rule); per chunk from
+    /// One row of a general divergence over teacher logits (or log-probabilities), in two passes of which only the
+    /// first reads memory (the gradient is a third, deferred into the next row's first pass): <see cref="ChunkedPass{TS, TV, TOp}"/> (maxima, exponentials, Z, the +∞ rule); per chunk from
     /// cache, p, q, log p = (t − max_t)/T − log Z_t and log q likewise, the op's term and q·g (stored over the teacher's
     /// exponentials); then gradient = coef · (qg − q · Σ qg), or coef · (q − p) for a row whose value is +∞, written
     /// now or deferred (see <see cref="FusedKernels"/>).
