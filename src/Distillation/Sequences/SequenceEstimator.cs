@@ -9,7 +9,8 @@ public enum SequenceEstimator
 {
     /// <summary>
     /// Exact over an enumerable set: w_k = e^{a_k}. CE = −Σ e^{a_k} b_k, KL = Σ e^{a_k}(a_k − b_k), H(P_t) = −Σ e^{a_k} a_k.
-    /// Exact when the candidates are the whole output space (Σ e^{a_k} = 1); over a smaller set it is the partial sum.
+    /// Exact when the candidates are the whole output space (Σ e^{a_k} = 1, where KL is clamped at 0 against rounding);
+    /// over a smaller set it is the partial sum.
     /// </summary>
     Exact = 1,
 

@@ -69,7 +69,11 @@ public static class SequenceLosses
                 studentGradient[i] = -w[i];
             }
 
-            return new SequenceLossResult(ce, estimator == SequenceEstimator.NBest ? Math.Max(kl, 0) : kl, entropy, k, mass);
+            // KL is a divergence for N-best, and for Exact when the candidates carry all the teacher's mass (the whole output
+            // space): rounding below 0 (the student's log-probabilities come from float logits) is clamped to 0, as the
+            // token-level divergences are. An Exact sum over a smaller set is a partial sum and is returned as it is.
+            bool divergence = estimator == SequenceEstimator.NBest || (estimator == SequenceEstimator.Exact && Math.Abs(mass - 1) <= TeacherMassTolerance);
+            return new SequenceLossResult(ce, divergence ? Math.Max(kl, 0) : kl, entropy, k, mass);
         }
         finally
         {

@@ -224,4 +224,28 @@ public sealed class FindingsTests
             floats.Should().BeGreaterThanOrEqualTo(5L * vocab, $"five rows of V = {vocab} floats are written into the scratch");
         }
     }
+
+    /// <summary>
+    /// F14 (the full property run of 2026-11-23, seed 3wgR7biQYvQ3). Exact over the whole output space returned
+    /// KL = −1.6e-8 for a student equal to the teacher (logits −9999 and −10000: the student's log-probabilities come
+    /// from float logits), while N-best clamped its KL at 0, so the two disagreed. Fixed: Exact clamps too when the
+    /// candidates carry all the teacher's mass; a partial sum over a smaller set is still returned as it is.
+    /// </summary>
+    [Fact]
+    public void F14_ExactSequenceKL_OverTheWholeSpace_IsNeverNegative()
+    {
+        float[] rows = [-9999f, -10000f, -9999f, -10000f];   // the two one-token sequences, the student's logits at each
+        var candidates = StudentDistribution.FromLogits(rows, 2, SequenceLayout.Rectangular(2, 1));
+        var tokens = new TokenLabels(new[] { 0, 1 });
+        double lse = -9999 + Math.Log(1 + Math.Exp(-1));
+        double[] teacher = [-9999 - lse, -10000 - lse];       // the same distribution, exactly, in double
+        SequenceLossResult exact = new SequenceDistillationLoss(SequenceEstimator.Exact, 1f).Compute(candidates, tokens, teacher, new float[4]);
+        SequenceLossResult nbest = new SequenceDistillationLoss(SequenceEstimator.NBest, 1f).Compute(candidates, tokens, teacher, new float[4]);
+        exact.KL.Should().BeGreaterThanOrEqualTo(0, "a divergence over the whole space is never negative");
+        exact.KL.Should().Be(nbest.KL, "N-best over the whole space is Exact");
+        exact.KL.Should().BeLessThan(1e-6, "teacher and student are the same distribution");
+
+        // Over a smaller set Exact is a partial sum, which may be negative.
+        SequenceLosses.FromLogProbabilities(SequenceEstimator.Exact, [Math.Log(0.25)], [Math.Log(0.5)]).KL.Should().BeLessThan(0);
+    }
 }
