@@ -5,9 +5,8 @@ using Distillation.Kernels;
 
 namespace Distillation.Benchmarks;
 
-/// <summary>The loss + gradient matrix at T = 2: our fused kernel (1 thread, all cores) against the memory floor in the same run.</summary>
-[MemoryDiagnoser]
-public class LossBenchmarks
+/// <summary>A loss + gradient at T = 2 (our fused kernel on 1 thread and on all cores) against the memory floor, in the same run.</summary>
+public abstract class FloorComparison
 {
     private float[] _teacher = [];
     private float[] _student = [];
@@ -17,6 +16,34 @@ public class LossBenchmarks
     private DistillationLoss _one = null!;
     private DistillationLoss _all = null!;
 
+    [Benchmark(Baseline = true, Description = "floor, 1 thread")]
+    public void FloorOneThread() => Floor.Add(_teacher, _student, _gradient, 0, _teacher.Length);
+
+    [Benchmark(Description = "floor, all cores")]
+    public void FloorAllCores() => Floor.AddParallel(_teacher, _student, _gradient);
+
+    [Benchmark(Description = "fused, 1 thread")]
+    public double FusedOneThread() => _one.Compute(_t, _s, _gradient).Value;
+
+    [Benchmark(Description = "fused, all cores")]
+    public double FusedAllCores() => _all.Compute(_t, _s, _gradient).Value;
+
+    /// <summary>Builds the data and the two losses (called from each subclass's [GlobalSetup]).</summary>
+    protected void Setup(string loss, int rows, int vocab)
+    {
+        (_teacher, _student, _gradient) = Shapes.Data(rows, vocab);
+        _t = TeacherDistribution.FromLogits(_teacher, vocab);
+        _s = StudentDistribution.FromLogits(_student, vocab);
+        Divergence d = Shapes.Divergence(loss);
+        _one = new DistillationLoss(d, 2f) { MaxDegreeOfParallelism = 1 };
+        _all = new DistillationLoss(d, 2f);
+    }
+}
+
+/// <summary>The loss + gradient matrix at T = 2: forward KL, soft CE, reverse KL and JSD(0.5) at the three sizes.</summary>
+[MemoryDiagnoser]
+public class LossBenchmarks : FloorComparison
+{
     [Params("ForwardKL", "SoftCrossEntropy", "ReverseKL", "JSD(0.5)")]
     public string Loss { get; set; } = "ForwardKL";
 
@@ -27,64 +54,19 @@ public class LossBenchmarks
     public void Setup()
     {
         (int rows, int vocab) = Shapes.Parse(Shape);
-        (_teacher, _student, _gradient) = Shapes.Data(rows, vocab);
-        _t = TeacherDistribution.FromLogits(_teacher, vocab);
-        _s = StudentDistribution.FromLogits(_student, vocab);
-        Divergence d = Shapes.Divergence(Loss);
-        _one = new DistillationLoss(d, 2f) { MaxDegreeOfParallelism = 1 };
-        _all = new DistillationLoss(d, 2f);
+        Setup(Loss, rows, vocab);
     }
-
-    [Benchmark(Baseline = true, Description = "floor, 1 thread")]
-    public void FloorOneThread() => Floor.Add(_teacher, _student, _gradient, 0, _teacher.Length);
-
-    [Benchmark(Description = "floor, all cores")]
-    public void FloorAllCores() => Floor.AddParallel(_teacher, _student, _gradient);
-
-    [Benchmark(Description = "fused, 1 thread")]
-    public double FusedOneThread() => _one.Compute(_t, _s, _gradient).Value;
-
-    [Benchmark(Description = "fused, all cores")]
-    public double FusedAllCores() => _all.Compute(_t, _s, _gradient).Value;
 }
 
 /// <summary>The rest of the family the 2.5× target names (skew KL, skew reverse KL, TVD), at 256 × 32000 against the floor.</summary>
 [MemoryDiagnoser]
-public class FamilyBenchmarks
+public class FamilyBenchmarks : FloorComparison
 {
-    private float[] _teacher = [];
-    private float[] _student = [];
-    private float[] _gradient = [];
-    private TeacherDistribution _t;
-    private StudentDistribution _s;
-    private DistillationLoss _one = null!;
-    private DistillationLoss _all = null!;
-
     [Params("SkewKL(0.1)", "SkewReverseKL(0.1)", "TVD")]
     public string Loss { get; set; } = "TVD";
 
     [GlobalSetup]
-    public void Setup()
-    {
-        (_teacher, _student, _gradient) = Shapes.Data(256, 32000);
-        _t = TeacherDistribution.FromLogits(_teacher, 32000);
-        _s = StudentDistribution.FromLogits(_student, 32000);
-        Divergence d = Shapes.Divergence(Loss);
-        _one = new DistillationLoss(d, 2f) { MaxDegreeOfParallelism = 1 };
-        _all = new DistillationLoss(d, 2f);
-    }
-
-    [Benchmark(Baseline = true, Description = "floor, 1 thread")]
-    public void FloorOneThread() => Floor.Add(_teacher, _student, _gradient, 0, _teacher.Length);
-
-    [Benchmark(Description = "floor, all cores")]
-    public void FloorAllCores() => Floor.AddParallel(_teacher, _student, _gradient);
-
-    [Benchmark(Description = "fused, 1 thread")]
-    public double FusedOneThread() => _one.Compute(_t, _s, _gradient).Value;
-
-    [Benchmark(Description = "fused, all cores")]
-    public double FusedAllCores() => _all.Compute(_t, _s, _gradient).Value;
+    public void Setup() => Setup(Loss, 256, 32000);
 }
 
 /// <summary>The slow baselines, at the smallest size only: the scalar reference, a TensorPrimitives chain, MathNet.Numerics.</summary>

@@ -656,8 +656,7 @@ internal static unsafe class FusedKernels
             dest = deferred.Destination + c0;
             x = deferred.X + c0;
             y = deferred.Y + c0;
-            nuint bytes = (nuint)(w * sizeof(float));
-            head = (int)(((bytes - ((nuint)dest & (bytes - 1))) & (bytes - 1)) / sizeof(float));
+            head = StreamedHead<TS, TV>(dest);
             streamed = (n - head) / w;
         }
 
@@ -695,15 +694,8 @@ internal static unsafe class FusedKernels
             // there would also cover a line being streamed, and an ordinary store into a line still held by a
             // write-combining buffer waits for it to reach memory (hundreds of ns per row on short rows).
             float a0 = deferred.Factors[ChunkStride * chunk], b0 = deferred.Factors[(ChunkStride * chunk) + 1];
-            for (int j = 0; j < head; j++)
-            {
-                dest[j] = TForm.Combine(x[j], y[j], a0, b0);
-            }
-
-            for (int j = head + (streamed * w); j < n; j++)
-            {
-                dest[j] = TForm.Combine(x[j], y[j], a0, b0);
-            }
+            CombineElements<TForm>(x, y, a0, b0, dest, 0, head);
+            CombineElements<TForm>(x, y, a0, b0, dest, head + (streamed * w), n);
         }
     }
 
@@ -744,6 +736,30 @@ internal static unsafe class FusedKernels
     }
 
     /// <summary>
+    /// Floats from <paramref name="destination"/> to its first vector-aligned address, where streaming stores start.
+    /// Always inlined: called out of line from the first pass it ran unoptimised at first and cost about 20% in the probe.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int StreamedHead<TS, TV>(float* destination)
+        where TS : ISimd<TV>
+        where TV : struct
+    {
+        nuint bytes = (nuint)(TS.Count * sizeof(float));
+        return (int)(((bytes - ((nuint)destination & (bytes - 1))) & (bytes - 1)) / sizeof(float));
+    }
+
+    /// <summary>destination_j = Combine(x_j, y_j) element by element for j in [from, to): the partial lines beside streamed ones.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CombineElements<TForm>(float* x, float* y, float a, float b, float* destination, int from, int to)
+        where TForm : struct, IGradientForm
+    {
+        for (int j = from; j < to; j++)
+        {
+            destination[j] = TForm.Combine(x[j], y[j], a, b);
+        }
+    }
+
+    /// <summary>
     /// destination_j = Combine(x_j, y_j) over n ≥ TS.Count columns, with streaming stores from the first 64-byte boundary
     /// of the destination when <paramref name="streaming"/> (ordinary stores for the head and the overlapping tail).
     /// </summary>
@@ -758,31 +774,21 @@ internal static unsafe class FusedKernels
         if (streaming && TS.HasNonTemporalStore && n >= 4 * w)
         {
             // As in ChunkSums: the partial lines element by element, never a vector overlapping a streamed line.
-            nuint bytes = (nuint)(w * sizeof(float));
-            int head = (int)(((bytes - ((nuint)destination & (bytes - 1))) & (bytes - 1)) / sizeof(float));
-            for (; i < head; i++)
-            {
-                destination[i] = TForm.Combine(x[i], y[i], a, b);
-            }
+            i = StreamedHead<TS, TV>(destination);
+            CombineElements<TForm>(x, y, a, b, destination, 0, i);
 
             for (; i + w <= n; i += w)
             {
                 TS.StoreNonTemporal(TForm.Combine<TS, TV>(TS.Load(x + i), TS.Load(y + i), va, vb), destination + i);
             }
 
-            for (; i < n; i++)
-            {
-                destination[i] = TForm.Combine(x[i], y[i], a, b);
-            }
-
+            CombineElements<TForm>(x, y, a, b, destination, i, n);
             return;
         }
-        else
+
+        for (; i + w <= n; i += w)
         {
-            for (; i + w <= n; i += w)
-            {
-                TS.Store(TForm.Combine<TS, TV>(TS.Load(x + i), TS.Load(y + i), va, vb), destination + i);
-            }
+            TS.Store(TForm.Combine<TS, TV>(TS.Load(x + i), TS.Load(y + i), va, vb), destination + i);
         }
 
         if (i < n)
