@@ -9,10 +9,23 @@ public class SimdMathTests
     [Fact]
     public void LogOfNormal_IsWithinTwoHundredNanosAbsolute_AndFourUlpsRelative_OverTheMixturesRange()
     {
-        var xs = new List<float> { 1.17549435e-38f, 1f, 0.5f, 2f, 1.41421356f, 0.70710678f, 1 - 6e-8f, 1 + 1.2e-7f, 3.4e38f };
+        var xs = new List<float> { 1.17549435e-38f, 1f, 0.5f, 2f, 1.41421356f, 0.70710678f, 1 - 6e-8f, 1 + 1.2e-7f, 3.4e38f, 0.75f, 1.5f, 0.75f * (1 - 6e-8f), 1.5f * (1 - 6e-8f) };
         for (double e = -126; e <= 1; e += 0.00137)
         {
             xs.Add((float)Math.Pow(2, e));
+        }
+
+        // Every bin edge of the table form (z = 1 + i/16 and 1/2 + i/32), and a float either side of it, in two binades.
+        for (int i = 0; i <= 16; i++)
+        {
+            foreach (float edge in new[] { 1 + (i / 16f), 0.5f + (i / 32f) })
+            {
+                foreach (float scale in new[] { 1f, 0.0009765625f })
+                {
+                    float x = edge * scale;
+                    xs.AddRange([x, MathF.BitDecrement(x), MathF.BitIncrement(x)]);
+                }
+            }
         }
 
         foreach (Func<float, float> log in Logs())
@@ -33,6 +46,7 @@ public class SimdMathTests
         if (Vector512.IsHardwareAccelerated)
         {
             yield return x => SimdMath.LogOfNormal<Simd512, Vector512<float>>(Vector512.Create(x)).ToScalar();
+            yield return x => SimdMath.CephesLog<Simd512, Vector512<float>>(Vector512.Create(x)).ToScalar();
         }
 
         yield return x => SimdMath.LogOfNormal<Simd256, Vector256<float>>(Vector256.Create(x)).ToScalar();

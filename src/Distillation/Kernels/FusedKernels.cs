@@ -54,45 +54,18 @@ internal static unsafe class FusedKernels
         // +∞ exactly where the op's support rule says so, whatever underflowed in float; such a row keeps the teacher's
         // exponentials for its gradient coef · (q − p), the others get q·g stored over them.
         bool infinite = row.Infinite;
-        float* qgStore = gradient != null && !infinite ? bank.ExpT : null;
+        bool storeQg = gradient != null && !infinite;
         float* expT = bank.ExpT, expS = bank.ExpS, shifts = bank.Shifts;
-        TV vInvT = TS.Splat(invT), vMaxT = TS.Splat((float)row.MaxT), vMaxS = TS.Splat((float)row.MaxS);
-        TV vLogZT = TS.Splat((float)Math.Log(row.ZT)), vLogZS = TS.Splat((float)Math.Log(row.ZS));
+        float maxT = (float)row.MaxT, maxS = (float)row.MaxS, negLogZT = (float)-Math.Log(row.ZT), negLogZS = (float)-Math.Log(row.ZS);
         double loss = 0, sumQg = 0;
-        int w = TS.Count, chunk = 0;
+        int chunk = 0;
         for (int c0 = 0; c0 < n; chunk++)
         {
             int len = ChunkLength(n - c0);
             (float cp, float cq) = row.ChunkFactors(shifts, chunk, invT);
-            TV vCp = TS.Splat(cp), vCq = TS.Splat(cq), accLoss = TS.Zero, accQg = TS.Zero;
-            float* t = teacher + c0, s = student + c0, et = expT + c0, es = expS + c0;
-            int full = len / w;
-            for (int k = 0; k < full; k++)
-            {
-                TV qg = TermAndQg<TS, TV, TOp>(op, t, s, et, es, k * w, vMaxT, vMaxS, vInvT, vLogZT, vLogZS, vCp, vCq, ref accLoss);
-                accQg = TS.Add(accQg, qg);
-                if (qgStore != null)
-                {
-                    TS.Store(qg, et + (k * w));
-                }
-            }
-
-            if (full * w < len)
-            {
-                // The overlapping last vector: lanes already counted are masked out, and keep the q·g stored there.
-                int at = len - w;
-                TV keep = TS.TailMask(len - (full * w)), tailLoss = TS.Zero;
-                TV qg = TermAndQg<TS, TV, TOp>(op, t, s, et, es, at, vMaxT, vMaxS, vInvT, vLogZT, vLogZS, vCp, vCq, ref tailLoss);
-                accLoss = TS.Add(accLoss, TS.Select(keep, tailLoss, TS.Zero));
-                accQg = TS.Add(accQg, TS.Select(keep, qg, TS.Zero));
-                if (qgStore != null)
-                {
-                    TS.Store(TS.Select(keep, qg, TS.Load(et + at)), et + at);
-                }
-            }
-
-            loss += TS.SumAcross(accLoss);
-            sumQg += TS.SumAcross(accQg);
+            ChunkTerms<TS, TV, TOp>(op, teacher + c0, student + c0, expT + c0, expS + c0, len, maxT, maxS, invT, negLogZT, negLogZS, cp, cq, storeQg, out double chunkLoss, out double chunkQg);
+            loss += chunkLoss;
+            sumQg += chunkQg;
             c0 += len;
         }
 
@@ -118,23 +91,75 @@ internal static unsafe class FusedKernels
     }
 
     /// <summary>
+    /// The general kernel's second pass over one chunk (from cache): Σ term and Σ q·g, and with <paramref name="storeQg"/>
+    /// q·g stored over the teacher's exponentials. Its own method, with every constant broadcast here: across the
+    /// calls of the row loop the vector registers are not preserved, and constants kept there were reloaded from the
+    /// stack in every iteration.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ChunkTerms<TS, TV, TOp>(in TOp op, float* t, float* s, float* et, float* es, int len, float maxT, float maxS, float invT, float negLogZT, float negLogZS, float cp, float cq, bool storeQg, out double loss, out double sumQg)
+        where TS : ISimd<TV>
+        where TV : struct
+        where TOp : struct, IDivergenceOp
+    {
+        // A copy, so that the op's fields are not re-read after every store through a float pointer.
+        TOp o = op;
+        TV vInvT = TS.Splat(invT), vMaxT = TS.Splat(maxT), vMaxS = TS.Splat(maxS), vNegLogZT = TS.Splat(negLogZT), vNegLogZS = TS.Splat(negLogZS);
+        TV vCp = TS.Splat(cp), vCq = TS.Splat(cq), accLoss = TS.Zero, accQg = TS.Zero;
+        int w = TS.Count, full = len / w;
+        if (storeQg)
+        {
+            for (int k = 0; k < full; k++)
+            {
+                TV qg = TermAndQg<TS, TV, TOp>(o, t, s, et, es, k * w, vMaxT, vMaxS, vInvT, vNegLogZT, vNegLogZS, vCp, vCq, ref accLoss);
+                accQg = TS.Add(accQg, qg);
+                TS.Store(qg, et + (k * w));
+            }
+        }
+        else
+        {
+            for (int k = 0; k < full; k++)
+            {
+                accQg = TS.Add(accQg, TermAndQg<TS, TV, TOp>(o, t, s, et, es, k * w, vMaxT, vMaxS, vInvT, vNegLogZT, vNegLogZS, vCp, vCq, ref accLoss));
+            }
+        }
+
+        if (full * w < len)
+        {
+            // The overlapping last vector: lanes already counted are masked out, and keep the q·g stored there.
+            int at = len - w;
+            TV keep = TS.TailMask(len - (full * w)), tailLoss = TS.Zero;
+            TV qg = TermAndQg<TS, TV, TOp>(o, t, s, et, es, at, vMaxT, vMaxS, vInvT, vNegLogZT, vNegLogZS, vCp, vCq, ref tailLoss);
+            accLoss = TS.Add(accLoss, TS.Select(keep, tailLoss, TS.Zero));
+            accQg = TS.Add(accQg, TS.Select(keep, qg, TS.Zero));
+            if (storeQg)
+            {
+                TS.Store(TS.Select(keep, qg, TS.Load(et + at)), et + at);
+            }
+        }
+
+        loss = TS.SumAcross(accLoss);
+        sumQg = TS.SumAcross(accQg);
+    }
+
+    /// <summary>
     /// One vector of the general kernel's second pass at column <paramref name="at"/>: the op's term added to
     /// <paramref name="accLoss"/>, and q·g returned.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TV TermAndQg<TS, TV, TOp>(in TOp op, float* t, float* s, float* et, float* es, int at, TV vMaxT, TV vMaxS, TV vInvT, TV vLogZT, TV vLogZS, TV vCp, TV vCq, ref TV accLoss)
+    private static TV TermAndQg<TS, TV, TOp>(in TOp op, float* t, float* s, float* et, float* es, int at, TV vMaxT, TV vMaxS, TV vInvT, TV vNegLogZT, TV vNegLogZS, TV vCp, TV vCq, ref TV accLoss)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
     {
         // Floored at −FLT_MAX: a finite logit whose gap ÷ T leaves float's range keeps a finite (huge) log, so the
-        // value stays finite where the truth is; a −∞ logit (weight 0, or +∞ by the support rule) is unaffected.
+        // value stays finite where the truth is; a −∞ logit (weight 0, or +∞ by the support rule) gets a finite log
+        // too, which the op multiplies by its weight 0.
         TV logP = TS.Zero, logQ = TS.Zero;
         if (TOp.UsesLogs)
         {
-            TV vLowest = TS.Splat(float.MinValue);
-            logP = TS.Max(TS.MultiplyAdd(TS.Subtract(TS.Load(t + at), vMaxT), vInvT, TS.Subtract(TS.Zero, vLogZT)), vLowest);
-            logQ = TS.Max(TS.MultiplyAdd(TS.Subtract(TS.Load(s + at), vMaxS), vInvT, TS.Subtract(TS.Zero, vLogZS)), vLowest);
+            logP = TS.AtLeastLowest(TS.MultiplyAdd(TS.Subtract(TS.Load(t + at), vMaxT), vInvT, vNegLogZT));
+            logQ = TS.AtLeastLowest(TS.MultiplyAdd(TS.Subtract(TS.Load(s + at), vMaxS), vInvT, vNegLogZS));
         }
 
         accLoss = TS.Add(accLoss, op.Element<TS, TV>(TS.Multiply(TS.Load(et + at), vCp), TS.Multiply(TS.Load(es + at), vCq), logP, logQ, out TV qg));

@@ -26,9 +26,11 @@ internal readonly struct GeneralizedJsdOp(double beta) : IDivergenceOp
         where TS : ISimd<TV>
         where TV : struct
     {
-        TV logM = SimdMath.LogOfNormal<TS, TV>(OpMath.Mixture<TS, TV>(p, q, _weights));
-        qg = TS.Select(TS.GreaterThan(q, TS.Zero), TS.Multiply(TS.Multiply(TS.Splat(_weights.OneMinusW), q), TS.Subtract(logQ, logM)), TS.Zero);
-        TV fromTeacher = TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(TS.Multiply(TS.Splat(_weights.W), p), TS.Subtract(logP, logM)), TS.Zero);
-        return TS.Add(fromTeacher, qg);
+        // a = βp, b = (1 − β)q, m = a + b: the terms a·(log p − log m) and b·(log q − log m). The logs arrive finite
+        // (floored at −FLT_MAX), so a weight of 0 gives exactly 0 without a select.
+        TV a = TS.Multiply(TS.Splat(_weights.W), p), b = TS.Multiply(TS.Splat(_weights.OneMinusW), q);
+        TV logM = SimdMath.LogOfNormal<TS, TV>(TS.Max(TS.Add(a, b), TS.Splat(OpMath.MixtureFloor)));
+        qg = TS.Multiply(b, TS.Subtract(logQ, logM));
+        return TS.MultiplyAdd(a, TS.Subtract(logP, logM), qg);
     }
 }

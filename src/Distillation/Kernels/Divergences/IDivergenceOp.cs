@@ -9,7 +9,9 @@ namespace Distillation.Kernels.Divergences;
 /// <remarks>
 /// Each implementation has a double-precision scalar form (the reference) and a vector form (the fused kernels);
 /// both receive p, q (probabilities) and log p, log q of the softened distributions. They must return an exact
-/// 0 for a term whose weight (p or q) is 0, never 0 · ∞ = NaN.
+/// 0 for a term whose weight (p or q) is 0, never 0 · ∞ = NaN. The vector form receives its logs floored at
+/// −float.MaxValue (a −∞ logit, or a finite one whose gap ÷ T leaves float's range), so a product weight · (log
+/// difference) is always finite and a weight of 0 gives 0 without a select.
 /// </remarks>
 internal interface IDivergenceOp
 {

@@ -29,6 +29,7 @@ internal readonly struct SkewKLOp(double alpha) : IDivergenceOp
         TV r = OpMath.Mixture<TS, TV>(p, q, _weights);
         // p·q/r computed as p·(q/r): q/r ≤ 1/(1 − α), so nothing overflows.
         qg = TS.Multiply(TS.Splat(_minusOneMinusAlpha), TS.Multiply(p, TS.Divide(q, r)));
-        return TS.Select(TS.GreaterThan(p, TS.Zero), TS.Multiply(p, TS.Subtract(logP, SimdMath.LogOfNormal<TS, TV>(r))), TS.Zero);
+        // log p arrives finite (floored at −FLT_MAX): p = 0 gives exactly 0 without a select.
+        return TS.Multiply(p, TS.Subtract(logP, SimdMath.LogOfNormal<TS, TV>(r)));
     }
 }

@@ -33,11 +33,10 @@ internal readonly struct SkewReverseKLOp(double alpha) : IDivergenceOp
         where TV : struct
     {
         TV r = OpMath.Mixture<TS, TV>(q, p, _weights);
-        TV positive = TS.GreaterThan(q, TS.Zero);
-        TV term = TS.Select(positive, TS.Multiply(q, TS.Subtract(logQ, SimdMath.LogOfNormal<TS, TV>(r))), TS.Zero);
-        // q²/r computed as q·(q/r): q/r ≤ 1/α, so nothing overflows.
-        TV correction = TS.Multiply(TS.Splat(_weights.W), TS.Multiply(q, TS.Divide(q, r)));
-        qg = TS.Select(positive, TS.Subtract(TS.Add(term, q), correction), TS.Zero);
+        // log q arrives finite (floored at −FLT_MAX) and q/r ≤ 1/α (r is floored at the smallest normal): q = 0 gives
+        // exactly 0 in both without a select.
+        TV term = TS.Multiply(q, TS.Subtract(logQ, SimdMath.LogOfNormal<TS, TV>(r)));
+        qg = TS.Subtract(TS.Add(term, q), TS.Multiply(TS.Multiply(TS.Splat(_weights.W), q), TS.Divide(q, r)));
         return term;
     }
 }
