@@ -45,6 +45,24 @@ internal static class Probe
             cases.Add(($"{d} 1 thread value only", () => one.Evaluate(teacher, student)));
         }
 
+        {
+            // Two threads of our own, each a 1-thread call on half the rows: the pool's hand-off against none.
+            int half = rows / 2 * vocab;
+            var oneA = new DistillationLoss(Divergence.ForwardKL, 2f) { MaxDegreeOfParallelism = 1 };
+            var oneB = new DistillationLoss(Divergence.ForwardKL, 2f) { MaxDegreeOfParallelism = 1 };
+            var tA = TeacherDistribution.FromLogits(t.AsMemory(0, half), vocab);
+            var sA = StudentDistribution.FromLogits(s.AsMemory(0, half), vocab);
+            var tB = TeacherDistribution.FromLogits(t.AsMemory(half, n - half), vocab);
+            var sB = StudentDistribution.FromLogits(s.AsMemory(half, n - half), vocab);
+            cases.Add(("ForwardKL own 2 threads", () =>
+            {
+                var other = System.Threading.Tasks.Task.Run(() => oneB.Compute(tB, sB, g.AsSpan(pad + half, n - half)));
+                oneA.Compute(tA, sA, g.AsSpan(pad, half));
+                other.Wait();
+            }));
+            cases.Add(("ForwardKL half rows 1 thread", () => oneA.Compute(tA, sA, g.AsSpan(pad, half))));
+        }
+
         if (only is not null)
         {
             cases.RemoveAll(c => !c.Name.Contains(only, StringComparison.Ordinal));
