@@ -1,3 +1,4 @@
+using System.IO;
 using Distillation.Kernels;
 
 namespace Distillation.Tests;
@@ -150,5 +151,90 @@ public class ShardingTests
         nan[2] = float.NaN;
         FluentActions.Invoking(() => loss.ComputeStatistics(shards[1], t, nan)).Should().ThrowExactly<ArgumentException>().WithParameterName("studentLogits").WithMessage("*row 0, column 7*NaN*");
         FluentActions.Invoking(() => new VocabularyShard(3, 0)).Should().ThrowExactly<ArgumentOutOfRangeException>().WithParameterName("length");
+    }
+
+    [Fact]
+    public void Statistics_SentAsBytes_GiveBitForBitTheSameLossAndGradient_AsInOneProcess()
+    {
+        const int vocab = 300, rows = 6;
+        var random = new Random(11);
+        float[] teacher = TestSupport.RandomLogits(random, rows * vocab);
+        float[] student = TestSupport.RandomLogits(random, rows * vocab);
+        teacher[7] = float.NegativeInfinity;
+        var layout = SequenceLayout.Rectangular(2, 3, new[] { true, false, true, true, true, true });
+        VocabularyShard[] shards = UnevenShards(vocab, 4, random);
+        foreach (Divergence d in new[] { Divergence.ForwardKL, Divergence.ReverseKL, Divergence.GeneralizedJsd(0.3), Divergence.TotalVariation })
+        {
+            foreach (SequenceLayout? l in new[] { layout, null })
+            {
+                var loss = new VocabularyShardedLoss(d, 1.5f);
+                ShardStatistics Local(VocabularyShard sh) => loss.ComputeStatistics(sh, Slice(teacher, vocab, sh), Slice(student, vocab, sh), l);
+
+                // Every worker's statistics travel as bytes (and back), against the same objects kept in memory.
+                ShardStatistics[] kept = shards.Select(Local).ToArray();
+                ShardStatistics[] received = kept.Select(k => ShardStatistics.ReadFrom(k.ToBytes(), l)).ToArray();
+                ShardStatistics merged = ShardStatistics.Merge(kept), mergedReceived = ShardStatistics.Merge(received);
+                mergedReceived.ToBytes().Should().Equal(merged.ToBytes(), $"{d}: merging received statistics");
+                if (loss.NeedsTermSums)
+                {
+                    // The merged first round is sent to every worker, and each worker's term sums come back as bytes.
+                    ShardStatistics firstRound = merged;
+                    merged = ShardStatistics.Merge(shards.Select(sh => loss.ComputeTermSums(sh, Slice(teacher, vocab, sh), Slice(student, vocab, sh), firstRound)));
+                    mergedReceived = ShardStatistics.Merge(shards.Select(sh =>
+                        ShardStatistics.ReadFrom(loss.ComputeTermSums(sh, Slice(teacher, vocab, sh), Slice(student, vocab, sh), ShardStatistics.ReadFrom(firstRound.ToBytes(), l)).ToBytes(), l)));
+                    mergedReceived.HasTermSums.Should().BeTrue();
+                    mergedReceived.ToBytes().Should().Equal(merged.ToBytes(), $"{d}: merging received term sums");
+                }
+
+                foreach (VocabularyShard sh in shards)
+                {
+                    float[] g = new float[rows * sh.Length], gReceived = new float[rows * sh.Length];
+                    LossResult r = loss.ComputeGradient(sh, Slice(teacher, vocab, sh), Slice(student, vocab, sh), merged, g);
+                    LossResult rReceived = loss.ComputeGradient(sh, Slice(teacher, vocab, sh), Slice(student, vocab, sh), mergedReceived, gReceived);
+                    rReceived.Should().Be(r, $"{d}, shard {sh}");
+                    gReceived.Should().Equal(g, $"{d}, shard {sh}");
+                }
+
+                byte[] bytes = merged.ToBytes();
+                merged.SerializedLength.Should().Be(bytes.Length).And.Be(20 + (8 * shards.Length) + (80 * rows) + 4);
+                merged.WriteTo(new byte[bytes.Length + 3]).Should().Be(bytes.Length);
+            }
+        }
+    }
+
+    [Fact]
+    public void Statistics_FromBytes_RejectCorruptionTruncationAndAnotherLayout()
+    {
+        const int vocab = 40;
+        var random = new Random(5);
+        float[] teacher = TestSupport.RandomLogits(random, 6 * vocab), student = TestSupport.RandomLogits(random, 6 * vocab);
+        var layout = SequenceLayout.Rectangular(2, 3, new[] { true, true, false, true, true, true });
+        var loss = new VocabularyShardedLoss(Divergence.ForwardKL);
+        var shard = new VocabularyShard(0, vocab);
+        byte[] bytes = loss.ComputeStatistics(shard, teacher, student, layout).ToBytes();
+
+        // Any single flipped bit, anywhere, is an InvalidDataException (header checks or the CRC-32), never other statistics.
+        for (int i = 0; i < bytes.Length; i++)
+        {
+            byte[] bad = (byte[])bytes.Clone();
+            bad[i] ^= (byte)(1 << (i % 8));
+            FluentActions.Invoking(() => ShardStatistics.ReadFrom(bad, layout)).Should().ThrowExactly<InvalidDataException>($"byte {i} flipped");
+        }
+
+        FluentActions.Invoking(() => ShardStatistics.ReadFrom(bytes.AsSpan(0, bytes.Length - 8).ToArray(), layout)).Should().ThrowExactly<InvalidDataException>().WithMessage("*needs*bytes*");
+        FluentActions.Invoking(() => ShardStatistics.ReadFrom(new byte[10], layout)).Should().ThrowExactly<InvalidDataException>().WithMessage("*not shard statistics*");
+        byte[] future = (byte[])bytes.Clone();
+        future[4] = 2;
+        FluentActions.Invoking(() => ShardStatistics.ReadFrom(future, layout)).Should().ThrowExactly<InvalidDataException>().WithMessage("*version 2*");
+
+        // The layout is not sent: the reader must give the same one.
+        FluentActions.Invoking(() => ShardStatistics.ReadFrom(bytes)).Should().ThrowExactly<ArgumentException>().WithParameterName("layout").WithMessage("*with a sequence layout*");
+        var other = SequenceLayout.Rectangular(2, 3, new[] { true, true, true, true, true, false });
+        FluentActions.Invoking(() => ShardStatistics.ReadFrom(bytes, other)).Should().ThrowExactly<ArgumentException>().WithParameterName("layout").WithMessage("*not the one*");
+        FluentActions.Invoking(() => ShardStatistics.ReadFrom(bytes, SequenceLayout.FromLengths([4, 2]))).Should().ThrowExactly<ArgumentException>().WithParameterName("layout");
+        ShardStatistics.ReadFrom(bytes, SequenceLayout.Rectangular(2, 3, new[] { true, true, false, true, true, true })).RowCount.Should().Be(6, "an equal layout object reads them");
+        byte[] plain = loss.ComputeStatistics(shard, teacher, student).ToBytes();
+        FluentActions.Invoking(() => ShardStatistics.ReadFrom(plain, layout)).Should().ThrowExactly<ArgumentException>().WithParameterName("layout").WithMessage("*without a sequence layout*");
+        FluentActions.Invoking(() => ShardStatistics.ReadFrom(plain).WriteTo(new byte[plain.Length - 1])).Should().ThrowExactly<ArgumentException>().WithParameterName("destination");
     }
 }

@@ -1,5 +1,8 @@
 using System;
+using System.Buffers.Binary;
 using System.Collections.Generic;
+using System.IO;
+using System.IO.Hashing;
 using System.Linq;
 using Distillation.Internal;
 
@@ -20,7 +23,9 @@ namespace Distillation;
 /// <para>The other divergences need the normalisers before their terms: a second round
 /// (<see cref="VocabularyShardedLoss.ComputeTermSums"/>) adds each shard's Σ_j term_j and Σ_j q_j g_j under the
 /// merged normalisers, and those merge by plain addition.</para>
-/// <para>Immutable; <see cref="Merge"/> returns a new object.</para>
+/// <para>Immutable; <see cref="Merge"/> returns a new object. Workers in different processes exchange them as bytes
+/// (<see cref="WriteTo"/>, <see cref="ToBytes"/>, <see cref="ReadFrom"/>): a versioned little-endian record with a
+/// CRC-32, which reads back bit for bit.</para>
 /// </remarks>
 public sealed class ShardStatistics
 {
@@ -52,6 +57,193 @@ public sealed class ShardStatistics
 
     /// <summary>rows × <see cref="Fields"/> doubles.</summary>
     internal double[] Values { get; }
+
+    /// <summary>"DSTS" in the first four bytes of the serialised form.</summary>
+    private const uint Magic = 0x53545344;
+
+    /// <summary>The serialised form's version.</summary>
+    private const ushort FormatVersion = 1;
+
+    /// <summary>Magic, version, flags, rows, shard count, layout fingerprint.</summary>
+    private const int HeaderBytes = 20;
+
+    private const ushort FlagTermSums = 1, FlagLayout = 2;
+
+    /// <summary>
+    /// The number of bytes <see cref="WriteTo"/> writes: a 20-byte header, 8 bytes per shard, 80 per row
+    /// (<c>10</c> doubles) and a 4-byte CRC-32.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The statistics hold more rows than one byte array can (about 26 million).</exception>
+    public int SerializedLength
+    {
+        get
+        {
+            long length = HeaderBytes + (8L * _shards.Length) + (8L * Values.Length) + 4;
+            if (length > Array.MaxLength)
+            {
+                throw new InvalidOperationException(ThrowHelper.Format($"Statistics of {RowCount} rows need {length} bytes, more than one array holds; exchange them in groups of rows."));
+            }
+
+            return (int)length;
+        }
+    }
+
+    /// <summary>
+    /// Writes the statistics as bytes, for another process to read with <see cref="ReadFrom"/>: "DSTS", format version 1,
+    /// flags (second round; with a layout), the row and shard counts, a CRC-32 fingerprint of the sequence layout (its
+    /// offsets and padding mask: the layout itself is not sent, every worker has it), each shard's start and length,
+    /// rows × 10 doubles, and a CRC-32 of everything before it; all little-endian.
+    /// </summary>
+    /// <param name="destination">At least <see cref="SerializedLength"/> bytes.</param>
+    /// <returns>The number of bytes written (<see cref="SerializedLength"/>).</returns>
+    /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <see cref="SerializedLength"/>.</exception>
+    public int WriteTo(Span<byte> destination)
+    {
+        int length = SerializedLength;
+        if (destination.Length < length)
+        {
+            ThrowHelper.Argument(nameof(destination), ThrowHelper.Format($"The statistics need {length} bytes; the destination has {destination.Length}."));
+        }
+
+        Span<byte> to = destination[..length];
+        BinaryPrimitives.WriteUInt32LittleEndian(to, Magic);
+        BinaryPrimitives.WriteUInt16LittleEndian(to[4..], FormatVersion);
+        BinaryPrimitives.WriteUInt16LittleEndian(to[6..], (ushort)((HasTermSums ? FlagTermSums : 0) | (Layout is null ? 0 : FlagLayout)));
+        BinaryPrimitives.WriteInt32LittleEndian(to[8..], RowCount);
+        BinaryPrimitives.WriteInt32LittleEndian(to[12..], _shards.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(to[16..], Layout is null ? 0 : Fingerprint(Layout));
+        int at = HeaderBytes;
+        foreach (VocabularyShard shard in _shards)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(to[at..], shard.Start);
+            BinaryPrimitives.WriteInt32LittleEndian(to[(at + 4)..], shard.Length);
+            at += 8;
+        }
+
+        foreach (double v in Values)
+        {
+            BinaryPrimitives.WriteDoubleLittleEndian(to[at..], v);
+            at += 8;
+        }
+
+        BinaryPrimitives.WriteUInt32LittleEndian(to[at..], Crc32.HashToUInt32(to[..at]));
+        return length;
+    }
+
+    /// <summary>The statistics as a new byte array (see <see cref="WriteTo"/>).</summary>
+    /// <returns><see cref="SerializedLength"/> bytes.</returns>
+    public byte[] ToBytes()
+    {
+        byte[] bytes = new byte[SerializedLength];
+        WriteTo(bytes);
+        return bytes;
+    }
+
+    /// <summary>
+    /// Reads statistics written by <see cref="WriteTo"/> (in this or another process), bit for bit as they were written.
+    /// </summary>
+    /// <param name="source">Exactly the bytes <see cref="WriteTo"/> wrote.</param>
+    /// <param name="layout">The sequence layout the statistics were computed with (not part of the bytes: every worker has it); null when they were computed without one.</param>
+    /// <returns>The statistics, carrying <paramref name="layout"/>.</returns>
+    /// <exception cref="InvalidDataException">The bytes are not shard statistics, are of another format version, are truncated or too long, fail their CRC-32, or describe impossible shards.</exception>
+    /// <exception cref="ArgumentException"><paramref name="layout"/> is missing, superfluous, or not the layout the statistics were computed with (its row count or fingerprint differs).</exception>
+    public static ShardStatistics ReadFrom(ReadOnlySpan<byte> source, SequenceLayout? layout = null)
+    {
+        if (source.Length < HeaderBytes + 4 || BinaryPrimitives.ReadUInt32LittleEndian(source) != Magic)
+        {
+            throw new InvalidDataException("These bytes are not shard statistics (no \"DSTS\" header).");
+        }
+
+        ushort version = BinaryPrimitives.ReadUInt16LittleEndian(source[4..]);
+        if (version != FormatVersion)
+        {
+            throw new InvalidDataException(ThrowHelper.Format($"Shard statistics of format version {version}; this library reads version {FormatVersion}."));
+        }
+
+        ushort flags = BinaryPrimitives.ReadUInt16LittleEndian(source[6..]);
+        int rows = BinaryPrimitives.ReadInt32LittleEndian(source[8..]), count = BinaryPrimitives.ReadInt32LittleEndian(source[12..]);
+        long expected = HeaderBytes + (8L * Math.Max(count, 0)) + (8L * Fields * Math.Max(rows, 0)) + 4;
+        if (rows < 0 || count < 1 || (flags & ~(FlagTermSums | FlagLayout)) != 0 || source.Length != expected)
+        {
+            throw new InvalidDataException(ThrowHelper.Format($"Shard statistics header says {rows} rows and {count} shards (flags {flags}), which needs {expected} bytes; {source.Length} were given."));
+        }
+
+        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(source[^4..]), computed = Crc32.HashToUInt32(source[..^4]);
+        if (stored != computed)
+        {
+            throw new InvalidDataException(ThrowHelper.Format($"Shard statistics fail their CRC-32 (stored {stored:x8}, computed {computed:x8}): the bytes were changed on the way."));
+        }
+
+        bool hasLayout = (flags & FlagLayout) != 0;
+        if (hasLayout != layout is not null)
+        {
+            ThrowHelper.Argument(nameof(layout), hasLayout
+                ? "These statistics were computed with a sequence layout; pass the same layout to read them."
+                : "These statistics were computed without a sequence layout; pass none.");
+        }
+
+        if (layout is not null && (layout.RowCount != rows || Fingerprint(layout) != BinaryPrimitives.ReadUInt32LittleEndian(source[16..])))
+        {
+            ThrowHelper.Argument(nameof(layout), ThrowHelper.Format($"This layout ({layout.RowCount} rows) is not the one the statistics ({rows} rows) were computed with: its offsets or padding mask differ."));
+        }
+
+        var shards = new VocabularyShard[count];
+        int at = HeaderBytes;
+        for (int i = 0; i < count; i++, at += 8)
+        {
+            int start = BinaryPrimitives.ReadInt32LittleEndian(source[at..]), length = BinaryPrimitives.ReadInt32LittleEndian(source[(at + 4)..]);
+            if (start < 0 || length < 1 || start > int.MaxValue - length || (i > 0 && start < shards[i - 1].End))
+            {
+                throw new InvalidDataException(ThrowHelper.Format($"Shard {i} of the statistics, start {start} and length {length}, is empty, out of range, or not after the shard before it."));
+            }
+
+            shards[i] = new VocabularyShard(start, length);
+        }
+
+        var values = new double[rows * Fields];
+        for (int i = 0; i < values.Length; i++, at += 8)
+        {
+            values[i] = BinaryPrimitives.ReadDoubleLittleEndian(source[at..]);
+        }
+
+        return new ShardStatistics(values, rows, shards, layout, (flags & FlagTermSums) != 0);
+    }
+
+    /// <summary>A CRC-32 of a layout's offsets and padding mask (little-endian int32s, then one byte per row), so that a reader can tell a different layout.</summary>
+    private static uint Fingerprint(SequenceLayout layout)
+    {
+        var crc = new Crc32();
+        Span<byte> buffer = stackalloc byte[256];
+        int used = 0;
+        foreach (int offset in layout.Offsets)
+        {
+            if (used + 4 > buffer.Length)
+            {
+                crc.Append(buffer[..used]);
+                used = 0;
+            }
+
+            BinaryPrimitives.WriteInt32LittleEndian(buffer[used..], offset);
+            used += 4;
+        }
+
+        crc.Append(buffer[..used]);
+        used = 0;
+        buffer[used++] = layout.Mask.IsEmpty ? (byte)0 : (byte)1;
+        foreach (bool real in layout.Mask.Span)
+        {
+            if (used == buffer.Length)
+            {
+                crc.Append(buffer);
+                used = 0;
+            }
+
+            buffer[used++] = real ? (byte)1 : (byte)0;
+        }
+
+        crc.Append(buffer[..used]);
+        return crc.GetCurrentHashAsUInt32();
+    }
 
     /// <summary>Whether the shards are disjoint and cover [0, <paramref name="vocabularySize"/>) with no gap.</summary>
     /// <param name="vocabularySize">V.</param>
