@@ -347,4 +347,49 @@ public class SparseTeacherTests
         FluentActions.Invoking(() => new DistillationLoss(Divergence.ForwardKL).Compute(teacher, StudentDistribution.FromLogits(student, 10), new float[10]))
             .Should().ThrowExactly<ArgumentException>().WithParameterName("student").WithMessage("*row 0, column 4 is NaN*");
     }
+
+    [Fact]
+    public void TopK_StreamedGradient_IsTheSameWhereverTheBufferStarts_WithKeptIdsAtEveryEdge()
+    {
+        // The vector path streams each gradient row from its first 64-byte boundary and patches the kept entries in as
+        // it goes; ids at the row's ends, at vector boundaries and in the unaligned head must come out the same at every
+        // offset of the buffer, and as the scalar reference says.
+        const int vocab = 100, rows = 3, k = 8;
+        var random = new Random(17);
+        float[] student = TestSupport.RandomLogits(random, rows * vocab);
+        int[] ids = new int[rows * k];
+        int[][] chosen = [[0, 1, 2, 15, 16, 17, 98, 99], [3, 31, 32, 47, 48, 64, 80, 97], [5, 6, 7, 8, 9, 10, 11, 12]];
+        float[] logp = new float[rows * k];
+        for (int r = 0; r < rows; r++)
+        {
+            int[] shuffled = chosen[r].OrderBy(_ => random.Next()).ToArray(); // ids arrive in any order
+            for (int i = 0; i < k; i++)
+            {
+                ids[(r * k) + i] = shuffled[i];
+                logp[(r * k) + i] = MathF.Log(0.9f / k);
+            }
+        }
+
+        var teacher = TopKTeacherDistribution.FromLogProbabilities(ids, logp, k, vocab, ResidualMassPolicy.RestBucket);
+        foreach (Divergence d in new[] { Divergence.ForwardKL, Divergence.GeneralizedJsd(0.5) })
+        {
+            (_, float[] reference) = RunTopK(d, 1.5f, teacher, student, KernelPath.Scalar);
+            float[]? first = null;
+            for (int offset = 0; offset < 16; offset++)
+            {
+                float[] buffer = new float[(rows * vocab) + 16];
+                new DistillationLoss(d, 1.5f).Compute(teacher, StudentDistribution.FromLogits(student, vocab), buffer.AsSpan(offset, rows * vocab), Reduction.Sum);
+                float[] gradient = buffer.AsSpan(offset, rows * vocab).ToArray();
+                first ??= gradient;
+                gradient.Should().Equal(first, $"{d}, buffer offset {offset}");
+                buffer.Take(offset).All(x => x == 0).Should().BeTrue("nothing is written before the row");
+                buffer.Skip(offset + (rows * vocab)).All(x => x == 0).Should().BeTrue("nothing is written after the row");
+            }
+
+            for (int j = 0; j < reference.Length; j++)
+            {
+                first![j].Should().BeApproximately(reference[j], 1e-6f, $"{d}, column {j % vocab} of row {j / vocab}");
+            }
+        }
+    }
 }

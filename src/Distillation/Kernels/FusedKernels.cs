@@ -765,7 +765,7 @@ internal static unsafe class FusedKernels
     /// Always inlined: called out of line from the first pass it ran unoptimised at first and cost about 20% in the probe.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int StreamedHead<TS, TV>(float* destination)
+    internal static int StreamedHead<TS, TV>(float* destination)
         where TS : ISimd<TV>
         where TV : struct
     {

@@ -211,7 +211,7 @@ internal readonly unsafe ref struct TopKObjectiveRun(in TopKTeacherDistribution 
         {
             int vocab = _call.VocabularySize;
             var kernel = new ObjectiveRowKernel<TopKRowKernel<TOp>>(
-                TopKKernel.Create(op, _teacher, ids, values, halves, s, temperature, _call.Path),
+                TopKKernel.Create(op, _teacher, ids, values, halves, s, temperature, _call.Path, streaming: false),
                 new LabelRowKernel(s, y, vocab, labelSmoothing, 1f, _call.Path),
                 new LabelRowKernel(s, y, vocab, labelSmoothing, 1f, _call.Path, accumulate: true),
                 kdWeights,

@@ -101,7 +101,8 @@ internal readonly unsafe ref struct TopKRun(in TopKTeacherDistribution teacher, 
 /// <summary>Builds a <see cref="TopKRowKernel{TOp}"/> from a teacher's pinned buffers.</summary>
 internal static unsafe class TopKKernel
 {
-    public static TopKRowKernel<TOp> Create<TOp>(TOp op, in TopKTeacherDistribution teacher, int* ids, float* values, Half* halves, float* student, float temperature, KernelPath path)
+    // streaming: whether the gradient rows may be written with streaming stores (not when a label term is added at once).
+    public static TopKRowKernel<TOp> Create<TOp>(TOp op, in TopKTeacherDistribution teacher, int* ids, float* values, Half* halves, float* student, float temperature, KernelPath path, bool streaming = true)
         where TOp : struct, IDivergenceOp =>
-        new(op, ids, teacher.IsHalfPrecision ? null : values, teacher.IsHalfPrecision ? halves : null, teacher.K, teacher.Residual, (double)teacher.GenerationTemperature / temperature, student, teacher.VocabularySize, temperature, path);
+        new(op, ids, teacher.IsHalfPrecision ? null : values, teacher.IsHalfPrecision ? halves : null, teacher.K, teacher.Residual, (double)teacher.GenerationTemperature / temperature, student, teacher.VocabularySize, temperature, path, streaming);
 }

@@ -22,7 +22,7 @@ namespace Distillation.Sparse;
 /// keeps its relative precision when the student puts almost all its mass on K; when the float exponentials
 /// underflow it is recomputed in double with its own maximum.</para>
 /// </remarks>
-internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* values, Half* halves, int k, ResidualMassPolicy policy, double ratio, float* student, int vocabularySize, float temperature, KernelPath path) : IRowKernel
+internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* values, Half* halves, int k, ResidualMassPolicy policy, double ratio, float* student, int vocabularySize, float temperature, KernelPath path, bool streaming = true) : IRowKernel
     where TOp : struct, IDivergenceOp
 {
     /// <summary>Below this fraction of Z, Z − Σ_K e is recomputed as a sum over the tokens outside K.</summary>
@@ -33,8 +33,13 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
 
     public int VocabularySize => vocabularySize;
 
-    // logP and logQ (k doubles each), saved exponentials (k floats), the student's exponentials (V floats).
-    public long ScratchFloats(int n) => (5L * k) + n + 4;
+    // The student's exponentials (V floats, first, so that they start on a 64-byte boundary), the kept gradient values
+    // by column (V floats) and a bit per column marking them (V/8 bytes and 8 more), logP and logQ (k doubles each), p, q
+    // and qg per slot (3k doubles, kept from the terms for the gradient), saved exponentials (k floats).
+    public long ScratchFloats(int n) => (2 * FusedKernels.RoundUp(n)) + KeptBitFloats(n) + (11L * k) + 4;
+
+    /// <summary>Floats holding a bit per column and 8 bytes more (a multiple of 16, so that what follows stays aligned).</summary>
+    private static long KeptBitFloats(int n) => FusedKernels.RoundUp((((long)n + 7) / 8 + 8 + 3) / 4);
 
     public void Finish(in DeferredGradient deferred)
     {
@@ -60,8 +65,11 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
         value = 0;
         int n = vocabularySize;
         int* id = ids + ((nint)row * k);
-        double* logP = (double*)scratch, logQ = logP + k;
-        float* saved = (float*)(logQ + k), expS = saved + k;
+        float* expS = scratch, keptValues = expS + FusedKernels.RoundUp(n);
+        byte* keptBits = (byte*)(keptValues + FusedKernels.RoundUp(n));
+        double* logP = (double*)(keptValues + FusedKernels.RoundUp(n) + KeptBitFloats(n)), logQ = logP + k;
+        double* slots = logQ + k;
+        float* saved = (float*)(slots + (3 * k));
         if (!TopKTeacherRow.Compute(id, values == null ? null : values + ((nint)row * k), halves == null ? null : halves + ((nint)row * k), k, n, policy, ratio, logP, out double logPRest))
         {
             return RowStatus.TeacherNoMass;
@@ -75,7 +83,7 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
         }
 
         float invT = 1f / temperature;
-        double z = TopKKernels.ExpAndSum<TS, TV>(s, n, max, invT, expS);
+        double z = TopKKernels.ExpAndSum<TS, TV>(s, n, max, (float)(invT * 1.4426950408889634), expS);
         if (!double.IsFinite(z) || !float.IsFinite(max))
         {
             return RowStatus.StudentInvalidValue;
@@ -123,7 +131,7 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
             logQRest = exactRest ? ExactLogRest(s, n, id, saved, expS, max, invT) - logZ : Math.Log(zOut) - logZ;
         }
 
-        value = Terms(logP, logQ, logPRest, logQRest, out double sumQg, out double qgRest, out bool infinite);
+        value = Terms(logP, logQ, logPRest, logQRest, slots, out double sumQg, out double qgRest, out bool infinite);
         if (gradient == null)
         {
             return RowStatus.Ok;
@@ -137,11 +145,24 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
         else
         {
             // Outside K: dL/ds_j = coef · q_j · (g_rest − S) = e_j · coef · (qg_rest / Q_out − S) / Z; then the k kept entries.
+            // The k kept entries, marked by a bit per column, are patched in as the row is written, so that it can be streamed.
             double off = infinite ? coef : coef * ((double.IsNegativeInfinity(logQRest) ? 0 : qgRest / Math.Exp(logQRest)) - sumQg);
-            TopKKernels.Scale<TS, TV>(expS, (float)(off / z), gradient, n);
+            new Span<byte>(keptBits, (int)(KeptBitFloats(n) * 4)).Clear();
+            for (int i = 0; i < k; i++)
+            {
+                int j = id[i];
+                if (j >= 0)
+                {
+                    keptValues[j] = KeptGradient(i, slots, sumQg, infinite, coef);
+                    keptBits[j >> 3] |= (byte)(1 << (j & 7));
+                }
+            }
+
+            TopKKernels.ScaleWithKept<TS, TV>(expS, (float)(off / z), gradient, n, keptBits, keptValues, id, k, streaming);
+            return RowStatus.Ok;
         }
 
-        WriteKept(id, logP, logQ, sumQg, infinite, coef, gradient);
+        WriteKept(id, slots, sumQg, infinite, coef, gradient);
         return RowStatus.Ok;
     }
 
@@ -206,7 +227,8 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
         }
 
         double logQRest = double.IsNegativeInfinity(maxOut) ? maxOut : maxOut + Math.Log(sumOut) - lse;
-        value = Terms(logP, logQ, logPRest, logQRest, out double sumQg, out double qgRest, out bool infinite);
+        double* slots = (double*)(((nuint)(kept + n) + 7) & ~(nuint)7);
+        value = Terms(logP, logQ, logPRest, logQRest, slots, out double sumQg, out double qgRest, out bool infinite);
         if (gradient == null)
         {
             return RowStatus.Ok;
@@ -220,15 +242,16 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
             gradient[j] = kept[j] == 0 ? (float)(coef * g) : 0f;
         }
 
-        WriteKept(id, logP, logQ, sumQg, infinite, coef, gradient);
+        WriteKept(id, slots, sumQg, infinite, coef, gradient);
         return RowStatus.Ok;
     }
 
     /// <summary>
     /// L = Σ_K term + term_rest and S = Σ qg, with qg_rest = Q_out · ∂L/∂Q_out.
     /// Clamped at 0 for divergences unless the teacher is not normalised (<see cref="ResidualMassPolicy.MissingAsZero"/>).
+    /// p, q and qg of each slot are kept in the 3k doubles at slots for <see cref="KeptGradient"/> (0 for a slot without a term).
     /// </summary>
-    private double Terms(double* logP, double* logQ, double logPRest, double logQRest, out double sumQg, out double qgRest, out bool infinite)
+    private double Terms(double* logP, double* logQ, double logPRest, double logQRest, double* slots, out double sumQg, out double qgRest, out bool infinite)
     {
         double loss = 0;
         sumQg = 0;
@@ -236,11 +259,17 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
         {
             if (double.IsNegativeInfinity(logP[i]) && double.IsNegativeInfinity(logQ[i]))
             {
-                continue; // an empty slot, or a kept id neither side can produce: no term, no gradient
+                // An empty slot, or a kept id neither side can produce: no term, no gradient.
+                slots[i] = slots[k + i] = slots[(2 * k) + i] = 0;
+                continue;
             }
 
-            loss += op.Element(Math.Exp(logP[i]), Math.Exp(logQ[i]), logP[i], logQ[i], out double qg);
+            double p = Math.Exp(logP[i]), q = Math.Exp(logQ[i]);
+            loss += op.Element(p, q, logP[i], logQ[i], out double qg);
             sumQg += qg;
+            slots[i] = p;
+            slots[k + i] = q;
+            slots[(2 * k) + i] = qg;
         }
 
         double qRest = Math.Exp(logQRest);
@@ -251,33 +280,26 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
     }
 
     /// <summary>dL/ds_j = coef · (qg_j − q_j · S) at the kept ids (coef · (q_j − p_j) when L = +∞).</summary>
-    private void WriteKept(int* id, double* logP, double* logQ, double sumQg, bool infinite, double coef, float* gradient)
+    private void WriteKept(int* id, double* slots, double sumQg, bool infinite, double coef, float* gradient)
     {
         for (int i = 0; i < k; i++)
         {
-            if (id[i] < 0)
+            if (id[i] >= 0)
             {
-                continue;
+                gradient[id[i]] = KeptGradient(i, slots, sumQg, infinite, coef);
             }
-
-            double p = Math.Exp(logP[i]), q = Math.Exp(logQ[i]);
-            double g;
-            if (infinite)
-            {
-                g = q - p;
-            }
-            else if (double.IsNegativeInfinity(logP[i]) && double.IsNegativeInfinity(logQ[i]))
-            {
-                g = 0;
-            }
-            else
-            {
-                op.Element(p, q, logP[i], logQ[i], out double qg);
-                g = qg - (q * sumQg);
-            }
-
-            gradient[id[i]] = (float)(coef * g);
         }
+    }
+
+    /// <summary>
+    /// The gradient at kept slot <paramref name="i"/> from the p, q and qg <see cref="Terms"/> kept: coef · (qg − q · S),
+    /// or coef · (q − p) when L = +∞ (a slot without a term has p = q = qg = 0, so 0).
+    /// </summary>
+    private float KeptGradient(int i, double* slots, double sumQg, bool infinite, double coef)
+    {
+        double p = slots[i], q = slots[k + i];
+        double g = infinite ? q - p : slots[(2 * k) + i] - (q * sumQg);
+        return (float)(coef * g);
     }
 
     private void Restore(int* id, float* saved, float* expS)
