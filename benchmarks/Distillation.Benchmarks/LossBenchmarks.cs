@@ -1,5 +1,6 @@
 using System;
 using System.Globalization;
+using System.Linq;
 using BenchmarkDotNet.Attributes;
 using Distillation.Kernels;
 
@@ -143,6 +144,28 @@ internal static class Shapes
         }
 
         return (t, s, new float[n]);
+    }
+
+    /// <summary>The k most likely tokens of each teacher row, as log-probabilities at T_gen = 1 stored in binary16 (rest bucket).</summary>
+    public static TopKTeacherDistribution TopK(float[] teacher, int rows, int vocab, int k)
+    {
+        k = Math.Min(k, vocab);
+        int[] ids = new int[rows * k];
+        Half[] logp = new Half[rows * k];
+        for (int r = 0; r < rows; r++)
+        {
+            float[] row = teacher.AsSpan(r * vocab, vocab).ToArray();
+            float max = row.Max();
+            double lse = max + Math.Log(row.Sum(x => Math.Exp(x - max)));
+            int[] top = Enumerable.Range(0, vocab).OrderByDescending(j => row[j]).Take(k).ToArray();
+            for (int i = 0; i < k; i++)
+            {
+                ids[(r * k) + i] = top[i];
+                logp[(r * k) + i] = (Half)(row[top[i]] - lse);
+            }
+        }
+
+        return TopKTeacherDistribution.FromLogProbabilities(ids, logp.AsMemory(), k, vocab, ResidualMassPolicy.RestBucket);
     }
 
     public static Divergence Divergence(string name) => name switch

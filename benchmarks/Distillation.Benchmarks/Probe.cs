@@ -66,23 +66,7 @@ internal static class Probe
         foreach (int k in new[] { 20, 128 })
         {
             // A top-k teacher cut from the dense one (binary16 log-probabilities, rest bucket), as SparseBenchmarks.
-            int kept = Math.Min(k, vocab);
-            int[] ids = new int[rows * kept];
-            Half[] logp = new Half[rows * kept];
-            for (int r = 0; r < rows; r++)
-            {
-                float[] row = t.AsSpan(r * vocab, vocab).ToArray();
-                float max = row.Max();
-                double lse = max + Math.Log(row.Sum(x => Math.Exp(x - max)));
-                int[] top = Enumerable.Range(0, vocab).OrderByDescending(j => row[j]).Take(kept).ToArray();
-                for (int i = 0; i < kept; i++)
-                {
-                    ids[(r * kept) + i] = top[i];
-                    logp[(r * kept) + i] = (Half)(row[top[i]] - lse);
-                }
-            }
-
-            var topK = TopKTeacherDistribution.FromLogProbabilities(ids, logp.AsMemory(), kept, vocab, ResidualMassPolicy.RestBucket);
+            var topK = Shapes.TopK(t, rows, vocab, k);
             foreach (Divergence d in new[] { Divergence.ForwardKL, Divergence.GeneralizedJsd(0.5) })
             {
                 var one = new DistillationLoss(d, 2f) { MaxDegreeOfParallelism = 1 };

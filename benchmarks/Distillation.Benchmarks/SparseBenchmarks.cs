@@ -37,24 +37,7 @@ public class SparseBenchmarks
         _s = StudentDistribution.FromLogits(_student, vocab);
         _loss = new DistillationLoss(Shapes.Divergence(Loss), 2f) { MaxDegreeOfParallelism = 1 };
 
-        // The k most likely tokens of each teacher row, as log-probabilities at T_gen = 1 stored in binary16.
-        int k = Math.Min(K, vocab);
-        int[] ids = new int[rows * k];
-        Half[] logp = new Half[rows * k];
-        for (int r = 0; r < rows; r++)
-        {
-            float[] row = teacher.AsSpan(r * vocab, vocab).ToArray();
-            float max = row.Max();
-            double lse = max + Math.Log(row.Sum(x => Math.Exp(x - max)));
-            int[] top = Enumerable.Range(0, vocab).OrderByDescending(j => row[j]).Take(k).ToArray();
-            for (int i = 0; i < k; i++)
-            {
-                ids[(r * k) + i] = top[i];
-                logp[(r * k) + i] = (Half)(row[top[i]] - lse);
-            }
-        }
-
-        _topK = TopKTeacherDistribution.FromLogProbabilities(ids, logp.AsMemory(), k, vocab, ResidualMassPolicy.RestBucket);
+        _topK = Shapes.TopK(teacher, rows, vocab, K);
     }
 
     [Benchmark(Baseline = true, Description = "dense float teacher, 1 thread")]
