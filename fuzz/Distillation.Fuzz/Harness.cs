@@ -52,7 +52,16 @@ internal static class Harness
                     StudentLogProbabilitiesCall(input, inputs);
                     break;
                 default:
-                    OptionsJson(input, data);
+                    // JSON never starts with 'D'; shard statistics bytes start with "DSTS".
+                    if (data.Length > 1 && data[1] == (byte)'D')
+                    {
+                        ShardStatisticsBytes(data.AsSpan(1));
+                    }
+                    else
+                    {
+                        OptionsJson(input, data);
+                    }
+
                     break;
             }
         }
@@ -254,6 +263,27 @@ internal static class Harness
         {
             Require(!double.IsNaN(v) && v <= 1e-6, $"SequenceLosses.StudentLogProbabilities: {v} is not a log-probability");
         }
+    }
+
+    /// <summary>
+    /// Arbitrary bytes as serialised shard statistics: an InvalidDataException (or an argument exception naming the
+    /// layout), or statistics that write back to exactly the same bytes.
+    /// </summary>
+    private static void ShardStatisticsBytes(ReadOnlySpan<byte> bytes)
+    {
+        ShardStatistics statistics;
+        try
+        {
+            statistics = ShardStatistics.ReadFrom(bytes);
+        }
+        catch (System.IO.InvalidDataException e)
+        {
+            Require(!string.IsNullOrEmpty(e.Message), "an InvalidDataException without a message");
+            return;
+        }
+
+        Require(statistics.SerializedLength == bytes.Length && statistics.ToBytes().AsSpan().SequenceEqual(bytes), "shard statistics do not write back to the bytes they were read from");
+        Require(statistics.RowCount >= 0 && statistics.Shards.Count >= 1, $"shard statistics with {statistics.RowCount} rows and {statistics.Shards.Count} shards");
     }
 
     /// <summary>Arbitrary bytes as the JSON of the options: a JsonException or an argument exception, or options that round-trip.</summary>

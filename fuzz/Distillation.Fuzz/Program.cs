@@ -220,6 +220,13 @@ public static class Program
             yield return ($"op{op}-ramp", ramp);
         }
 
+        // Shard statistics as bytes (op 8 with "DSTS" after the operation byte): both rounds.
+        var loss = new VocabularyShardedLoss(Divergence.GeneralizedJsd(0.5));
+        float[] t = [0.5f, -1f, 2f, 0f, 1f, -3f], st = [1f, 0f, -1f, 2f, 0.5f, 0f];
+        var shard = new VocabularyShard(0, 3);
+        ShardStatistics first = loss.ComputeStatistics(shard, t, st);
+        yield return ("op8-shard-statistics", [8, .. first.ToBytes()]);
+        yield return ("op8-shard-term-sums", [8, .. loss.ComputeTermSums(shard, t, st, ShardStatistics.Merge([first, loss.ComputeStatistics(new VocabularyShard(3, 3), t, st)])).ToBytes()]);
         yield return ("op8-json", [8, .. System.Text.Encoding.UTF8.GetBytes("{\"Divergence\":{\"kind\":\"GeneralizedJsd\",\"parameter\":0.5},\"Temperature\":2,\"Lambda\":{\"type\":\"linear\",\"From\":0,\"To\":1,\"Steps\":10}}")]);
     }
 }
