@@ -75,4 +75,36 @@ public class DeferredGradientTests
             }
         }
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Gradient_InAFloatSpanNotFourByteAligned_IsTheAlignedGradient(int byteOffset)
+    {
+        // A span of floats cast from bytes need not be 4-byte aligned; streaming stores cannot reach a 64-byte boundary
+        // from there, so such a row is written with ordinary stores — and must come out the same.
+        const int rows = 4, vocab = 3000, k = 16;
+        var random = new Random(byteOffset);
+        float[] teacher = TestSupport.RandomLogits(random, rows * vocab);
+        float[] student = TestSupport.RandomLogits(random, rows * vocab);
+        int[] ids = Enumerable.Range(0, rows * k).Select(i => ((i % k) * 131) + (i / k)).ToArray();
+        float[] logp = Enumerable.Repeat(MathF.Log(0.5f / k), rows * k).ToArray();
+        var topK = TopKTeacherDistribution.FromLogProbabilities(ids, logp, k, vocab, ResidualMassPolicy.RestBucket);
+        var s = StudentDistribution.FromLogits(student, vocab);
+        byte[] raw = new byte[(rows * vocab * sizeof(float)) + 4];
+        Span<float> misaligned = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(raw.AsSpan(byteOffset, rows * vocab * sizeof(float)));
+        foreach (Divergence d in new[] { Divergence.ForwardKL, Divergence.ReverseKL, Divergence.GeneralizedJsd(0.5) })
+        {
+            var loss = new DistillationLoss(d, 2f);
+            float[] expected = new float[rows * vocab];
+            LossResult aligned = loss.Compute(TeacherDistribution.FromLogits(teacher, vocab), s, expected);
+            loss.Compute(TeacherDistribution.FromLogits(teacher, vocab), s, misaligned).Should().Be(aligned, d.ToString());
+            misaligned.ToArray().Should().Equal(expected, $"{d}, dense teacher, byte offset {byteOffset}");
+
+            LossResult alignedTopK = loss.Compute(topK, s, expected);
+            loss.Compute(topK, s, misaligned).Should().Be(alignedTopK, d.ToString());
+            misaligned.ToArray().Should().Equal(expected, $"{d}, top-k teacher, byte offset {byteOffset}");
+        }
+    }
 }

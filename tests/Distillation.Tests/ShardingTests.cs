@@ -236,5 +236,11 @@ public class ShardingTests
         byte[] plain = loss.ComputeStatistics(shard, teacher, student).ToBytes();
         FluentActions.Invoking(() => ShardStatistics.ReadFrom(plain, layout)).Should().ThrowExactly<ArgumentException>().WithParameterName("layout").WithMessage("*without a sequence layout*");
         FluentActions.Invoking(() => ShardStatistics.ReadFrom(plain).WriteTo(new byte[plain.Length - 1])).Should().ThrowExactly<ArgumentException>().WithParameterName("destination");
+
+        // A record whose CRC is right but which is not what WriteTo writes (a fingerprint without a layout) is refused too.
+        byte[] odd = (byte[])plain.Clone();
+        odd[16] = 1;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(odd.AsSpan(odd.Length - 4), System.IO.Hashing.Crc32.HashToUInt32(odd.AsSpan(0, odd.Length - 4)));
+        FluentActions.Invoking(() => ShardStatistics.ReadFrom(odd)).Should().ThrowExactly<InvalidDataException>().WithMessage("*fingerprint*");
     }
 }

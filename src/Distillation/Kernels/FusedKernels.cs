@@ -326,7 +326,7 @@ internal static unsafe class FusedKernels
         where TS : ISimd<TV>
         where TV : struct
     {
-        if (streaming && TS.HasNonTemporalStore)
+        if (streaming && TS.HasNonTemporalStore && CanStream(gradient.Destination))
         {
             deferred = gradient;
         }
@@ -681,8 +681,8 @@ internal static unsafe class FusedKernels
             dest = deferred.Destination + c0;
             x = deferred.X + c0;
             y = deferred.Y + c0;
-            head = StreamedHead<TS, TV>(dest);
-            streamed = (n - head) / w;
+            head = StreamedHead(dest, n);
+            streamed = StreamedFloats(n, head) / w;
         }
 
         for (; k < streamed; k++)
@@ -761,17 +761,22 @@ internal static unsafe class FusedKernels
     }
 
     /// <summary>
-    /// Floats from <paramref name="destination"/> to its first vector-aligned address, where streaming stores start.
-    /// Always inlined: called out of line from the first pass it ran unoptimised at first and cost about 20% in the probe.
+    /// Floats from <paramref name="destination"/> to its first 64-byte (cache-line) boundary, where streaming stores
+    /// start, at most <paramref name="n"/>; the boundary is a line for every width, so that the element-by-element
+    /// stores beside the streamed lines never share a line with them. Always inlined: called out of line from the first
+    /// pass it ran unoptimised at first and cost about 20% in the probe.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static int StreamedHead<TS, TV>(float* destination)
-        where TS : ISimd<TV>
-        where TV : struct
-    {
-        nuint bytes = (nuint)(TS.Count * sizeof(float));
-        return (int)(((bytes - ((nuint)destination & (bytes - 1))) & (bytes - 1)) / sizeof(float));
-    }
+    internal static int StreamedHead(float* destination, int n) =>
+        Math.Min((int)(((64 - ((nuint)destination & 63)) & 63) / sizeof(float)), n);
+
+    /// <summary>The floats from <paramref name="head"/> on that fill whole cache lines (a multiple of 16, so of every vector width).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int StreamedFloats(int n, int head) => (n - head) & ~15;
+
+    /// <summary>Whether a gradient row can be streamed at all: its floats are 4-byte aligned (a span cast from bytes may not be).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool CanStream(float* destination) => ((nuint)destination & 3) == 0;
 
     /// <summary>destination_j = Combine(x_j, y_j) element by element for j in [from, to): the partial lines beside streamed ones.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -796,13 +801,13 @@ internal static unsafe class FusedKernels
     {
         TV va = TS.Splat(a), vb = TS.Splat(b);
         int w = TS.Count, i = 0;
-        if (streaming && TS.HasNonTemporalStore && n >= 4 * w)
+        if (streaming && TS.HasNonTemporalStore && n >= 4 * w && CanStream(destination))
         {
             // As in ChunkSums: the partial lines element by element, never a vector overlapping a streamed line.
-            i = StreamedHead<TS, TV>(destination);
+            i = StreamedHead(destination, n);
             CombineElements<TForm>(x, y, a, b, destination, 0, i);
-
-            for (; i + w <= n; i += w)
+            int end = i + StreamedFloats(n, i);
+            for (; i < end; i += w)
             {
                 TS.StoreNonTemporal(TForm.Combine<TS, TV>(TS.Load(x + i), TS.Load(y + i), va, vb), destination + i);
             }

@@ -54,7 +54,7 @@ internal static class SimdMath
     }
 
     /// <summary>
-    /// log(x) for positive normal x (the divergences' floored mixtures), about 2 ulp, exactly 0 at 1: the width's own
+    /// log(x) for positive normal x (the divergences' floored mixtures), within 3 ulp, exactly 0 at 1: the width's own
     /// <see cref="ISimd{TV}.LogOfNormal"/> (a table-driven form with AVX-512, <see cref="CephesLog{TS, TV}"/> otherwise).
     /// Several times cheaper than <c>Vector512.Log</c>, which works in double. Not for 0, subnormals, negatives, ∞ or NaN.
     /// </summary>

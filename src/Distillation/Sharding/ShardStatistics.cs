@@ -175,6 +175,11 @@ public sealed class ShardStatistics
         }
 
         bool hasLayout = (flags & FlagLayout) != 0;
+        if (!hasLayout && BinaryPrimitives.ReadUInt32LittleEndian(source[16..]) != 0)
+        {
+            throw new InvalidDataException("Shard statistics without a sequence layout carry a layout fingerprint; the record is malformed.");
+        }
+
         if (hasLayout != layout is not null)
         {
             ThrowHelper.Argument(nameof(layout), hasLayout

@@ -72,7 +72,7 @@ internal static unsafe class TopKKernels
     {
         TV vc = TS.Splat(c);
         int w = TS.Count;
-        if (!streaming || !TS.HasNonTemporalStore || n < 4 * w)
+        if (!streaming || !TS.HasNonTemporalStore || n < 4 * w || !FusedKernels.CanStream(destination))
         {
             for (int i = 0; i < n; i += w)
             {
@@ -91,7 +91,7 @@ internal static unsafe class TopKKernels
             return;
         }
 
-        int head = FusedKernels.StreamedHead<TS, TV>(destination), j = 0;
+        int head = FusedKernels.StreamedHead(destination, n), j = 0, end = head + FusedKernels.StreamedFloats(n, head);
         for (; j < head; j++)
         {
             destination[j] = IsKept(keptBits, j) ? keptValues[j] : x[j] * c;
@@ -99,7 +99,7 @@ internal static unsafe class TopKKernels
 
         uint lanesMask = (1u << w) - 1;
         float* lanes = stackalloc float[TS.Count];
-        for (; j + w <= n; j += w)
+        for (; j < end; j += w)
         {
             TV v = TS.Multiply(TS.Load(x + j), vc);
 
