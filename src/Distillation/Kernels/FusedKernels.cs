@@ -29,7 +29,7 @@ internal static unsafe class FusedKernels
     private const int FlushEvery = 64;
 
     /// <summary>log2(e): the chunked kernels work with base-2 exponents y = (v − max) · log2(e)/T.</summary>
-    private const double Log2E = 1.4426950408889634;
+    internal const double Log2E = 1.4426950408889634;
 
     /// <summary>
     /// One row of a general divergence over teacher logits (or log-probabilities), in two passes of which only the
@@ -107,6 +107,8 @@ internal static unsafe class FusedKernels
         TV vInvT = TS.Splat(invT), vMaxT = TS.Splat(maxT), vMaxS = TS.Splat(maxS), vNegLogZT = TS.Splat(negLogZT), vNegLogZS = TS.Splat(negLogZS);
         TV vCp = TS.Splat(cp), vCq = TS.Splat(cq), accLoss = TS.Zero, accQg = TS.Zero;
         int w = TS.Count, full = len / w;
+        // Two loops rather than a test inside one: with the store's branch in the loop JSD and skew KL ran about 4%
+        // slower (probe, alternating builds).
         if (storeQg)
         {
             for (int k = 0; k < full; k++)

@@ -83,7 +83,7 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
         }
 
         float invT = 1f / temperature;
-        double z = TopKKernels.ExpAndSum<TS, TV>(s, n, max, (float)(invT * 1.4426950408889634), expS);
+        double z = TopKKernels.ExpAndSum<TS, TV>(s, n, max, (float)(invT * FusedKernels.Log2E), expS);
         if (!double.IsFinite(z) || !float.IsFinite(max))
         {
             return RowStatus.StudentInvalidValue;
@@ -144,8 +144,8 @@ internal readonly unsafe struct TopKRowKernel<TOp>(TOp op, int* ids, float* valu
         }
         else
         {
-            // Outside K: dL/ds_j = coef · q_j · (g_rest − S) = e_j · coef · (qg_rest / Q_out − S) / Z; then the k kept entries.
-            // The k kept entries, marked by a bit per column, are patched in as the row is written, so that it can be streamed.
+            // Outside K: dL/ds_j = coef · q_j · (g_rest − S) = e_j · coef · (qg_rest / Q_out − S) / Z. The k kept entries,
+            // marked by a bit per column, are patched in as the row is written, so that the row can be streamed.
             double off = infinite ? coef : coef * ((double.IsNegativeInfinity(logQRest) ? 0 : qgRest / Math.Exp(logQRest)) - sumQg);
             new Span<byte>(keptBits, (int)(KeptBitFloats(n) * 4)).Clear();
             for (int i = 0; i < k; i++)
