@@ -58,11 +58,12 @@ internal static unsafe class FusedKernels
         float* expT = bank.ExpT, expS = bank.ExpS, shifts = bank.Shifts;
         float maxT = (float)row.MaxT, maxS = (float)row.MaxS, negLogZT = (float)-Math.Log(row.ZT), negLogZS = (float)-Math.Log(row.ZS);
         double loss = 0, sumQg = 0;
+        (double scaleP, double scaleQ) = op.VectorScales;
         int chunk = 0;
         for (int c0 = 0; c0 < n; chunk++)
         {
             int len = ChunkLength(n - c0);
-            (float cp, float cq) = row.ChunkFactors(shifts, chunk, invT);
+            (float cp, float cq) = row.ChunkFactors(shifts, chunk, invT, scaleP, scaleQ);
             ChunkTerms<TS, TV, TOp>(op, teacher + c0, student + c0, expT + c0, expS + c0, len, maxT, maxS, invT, negLogZT, negLogZS, cp, cq, storeQg, out double chunkLoss, out double chunkQg);
             loss += chunkLoss;
             sumQg += chunkQg;
@@ -545,12 +546,15 @@ internal static unsafe class FusedKernels
     private readonly record struct RowStatistics(double MaxT, double MaxS, double ZT, double ZS, double A, bool Infinite)
     {
         /// <summary>p_j = e_t,j · cp and q_j = e_s,j · cq for the stored exponentials of chunk <paramref name="chunk"/> (relative to its reference points).</summary>
-        public (float Cp, float Cq) ChunkFactors(float* shifts, int chunk, float invT)
+        public (float Cp, float Cq) ChunkFactors(float* shifts, int chunk, float invT) => ChunkFactors(shifts, chunk, invT, 1, 1);
+
+        /// <summary>As <see cref="ChunkFactors(float*, int, float)"/>, times <paramref name="scaleP"/> and <paramref name="scaleQ"/> in double (rounded once).</summary>
+        public (float Cp, float Cq) ChunkFactors(float* shifts, int chunk, float invT, double scaleP, double scaleQ)
         {
             float mt = shifts[ChunkStride * chunk], ms = shifts[(ChunkStride * chunk) + 1];
             double vt = mt + (double)shifts[(ChunkStride * chunk) + 2], vs = ms + (double)shifts[(ChunkStride * chunk) + 3];
-            return (float.IsNegativeInfinity(mt) ? 0 : (float)(ExpOrOne((vt - MaxT) * invT) / ZT),
-                    float.IsNegativeInfinity(ms) ? 0 : (float)(ExpOrOne((vs - MaxS) * invT) / ZS));
+            return (float.IsNegativeInfinity(mt) ? 0 : (float)(ExpOrOne((vt - MaxT) * invT) / ZT * scaleP),
+                    float.IsNegativeInfinity(ms) ? 0 : (float)(ExpOrOne((vs - MaxS) * invT) / ZS * scaleQ));
         }
     }
 
@@ -734,8 +738,17 @@ internal static unsafe class FusedKernels
         where TOp : struct, IDivergenceOp
         where TShift : struct, IShift
     {
-        TV yt = TS.AtLeastLowest(TShift.Exponent<TS, TV>(TS.Load(t + i), vC, vShiftT));
-        TV ys = TS.AtLeastLowest(TShift.Exponent<TS, TV>(TS.Load(s + i), vC, vShiftS));
+        TV yt = TShift.Exponent<TS, TV>(TS.Load(t + i), vC, vShiftT);
+        TV ys = TShift.Exponent<TS, TV>(TS.Load(s + i), vC, vShiftS);
+        if (!TS.Exp2TakesNegativeInfinity || TOp.WeightedSum != TeacherWeightedSum.None || TOp.StoresLogRatio)
+        {
+            // The exponents are used beyond the exponentials (sums, the stored log-ratio) or the exponential needs
+            // them finite: −∞ becomes −FLT_MAX, whose 2^y is exactly 0. A general op uses only 2^y, and AVX-512 takes
+            // 2^−∞ = 0 as it is (one instruction less per side).
+            yt = TS.AtLeastLowest(yt);
+            ys = TS.AtLeastLowest(ys);
+        }
+
         TV et = SimdMath.Exp2<TS, TV>(yt), es = SimdMath.Exp2<TS, TV>(ys);
         TS.Store(et, expT + i);
         accZT = TS.Add(accZT, et);

@@ -75,6 +75,13 @@ internal unsafe interface ISimd<TV>
     /// <summary>Whether <see cref="StoreNonTemporal"/> exists (otherwise it is an ordinary store).</summary>
     static abstract bool HasNonTemporalStore { get; }
 
+    /// <summary>
+    /// Whether <see cref="FractionAboveFloor"/> and <see cref="ScaleByPow2OfFloor"/> take −∞ as it is (vreduceps
+    /// gives 0 and vscalefps by −∞ gives exactly 0, so 2^−∞ = 0 without the <see cref="AtLeastLowest"/> clamp;
+    /// NaN still gives NaN). Without AVX-512, a − floor(a) is NaN at −∞.
+    /// </summary>
+    static abstract bool Exp2TakesNegativeInfinity { get; }
+
     /// <summary>A store that bypasses the caches; <paramref name="p"/> must be aligned to the vector size.</summary>
     static abstract void StoreNonTemporal(TV v, float* p);
 
@@ -174,6 +181,8 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
         Avx512F.IsSupported ? Avx512F.Scale(y, n) : y * Pow2(n);
 
     public static bool HasNonTemporalStore => Avx512F.IsSupported;
+
+    public static bool Exp2TakesNegativeInfinity => Avx512F.IsSupported && Avx512DQ.IsSupported;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreNonTemporal(Vector512<float> v, float* p)
@@ -324,6 +333,8 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>
         Avx512F.VL.IsSupported ? Avx512F.VL.Scale(y, n) : y * Pow2(n);
 
     public static bool HasNonTemporalStore => Avx.IsSupported;
+
+    public static bool Exp2TakesNegativeInfinity => Avx512F.VL.IsSupported && Avx512DQ.VL.IsSupported;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreNonTemporal(Vector256<float> v, float* p)

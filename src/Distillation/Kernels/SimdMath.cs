@@ -33,7 +33,8 @@ internal static class SimdMath
     }
 
     /// <summary>
-    /// 2^y for y ≤ 1 already passed through <see cref="ISimd{TV}.AtLeastLowest"/> (so −∞ arrives as −float.MaxValue):
+    /// 2^y for y ≤ 1 already passed through <see cref="ISimd{TV}.AtLeastLowest"/> (so −∞ arrives as −float.MaxValue;
+    /// where <see cref="ISimd{TV}.Exp2TakesNegativeInfinity"/>, −∞ itself gives exactly 0 too):
     /// f = y − floor(y) in [0, 1) (exact), 2^f ≈ 1 + f·q(f) with q of degree 4 fitted for relative error (8.3e-8 in
     /// exact arithmetic, exact at f = 0), then scaled by 2^floor(y), which rounds to exactly 0 below float's range (so
     /// −float.MaxValue gives 0). NaN gives NaN. With AVX-512 that is a vreduceps, five FMAs and a vscalefps: the kernels

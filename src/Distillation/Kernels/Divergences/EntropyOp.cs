@@ -8,6 +8,8 @@ internal readonly struct EntropyOp : IDivergenceOp
 {
     public static bool IsDivergence => false;
 
+    public (double P, double Q) VectorScales => (1, 1);
+
     public static TeacherWeightedSum WeightedSum => TeacherWeightedSum.TeacherLogit;
 
     public static double FromWeightedMean(double mean, double logZT, double logZS) => -(mean - logZT);

@@ -7,6 +7,8 @@ internal readonly struct ForwardKLOp : IDivergenceOp
 {
     public static bool IsDivergence => true;
 
+    public (double P, double Q) VectorScales => (1, 1);
+
     public static InfinityRule Infinity => InfinityRule.TeacherMassWithoutStudent;
 
     public static TeacherWeightedSum WeightedSum => TeacherWeightedSum.LogRatio;

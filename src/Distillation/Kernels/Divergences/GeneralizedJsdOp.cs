@@ -10,9 +10,11 @@ internal readonly struct GeneralizedJsdOp(double beta) : IDivergenceOp
     private readonly double _beta = beta;
     private readonly double _logBeta = System.Math.Log(beta);
     private readonly double _logOneMinusBeta = System.Math.Log(1 - beta);
-    private readonly MixtureWeights _weights = new(beta);
 
     public static bool IsDivergence => true;
+
+    /// <summary>The vector form receives a = β p and b = (1 − β) q.</summary>
+    public (double P, double Q) VectorScales => (_beta, 1 - _beta);
 
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {
@@ -26,9 +28,9 @@ internal readonly struct GeneralizedJsdOp(double beta) : IDivergenceOp
         where TS : ISimd<TV>
         where TV : struct
     {
-        // a = βp, b = (1 − β)q, m = a + b: the terms a·(log p − log m) and b·(log q − log m). The logs arrive finite
-        // (floored at −FLT_MAX), so a weight of 0 gives exactly 0 without a select.
-        TV a = TS.Multiply(TS.Splat(_weights.W), p), b = TS.Multiply(TS.Splat(_weights.OneMinusW), q);
+        // a = βp and b = (1 − β)q arrive scaled (VectorScales), m = a + b: the terms a·(log p − log m) and
+        // b·(log q − log m). The logs arrive finite (floored at −FLT_MAX), so a weight of 0 gives exactly 0 without a select.
+        TV a = p, b = q;
         TV logM = SimdMath.LogOfNormal<TS, TV>(TS.Max(TS.Add(a, b), TS.Splat(OpMath.MixtureFloor)));
         qg = TS.Multiply(b, TS.Subtract(logQ, logM));
         return TS.MultiplyAdd(a, TS.Subtract(logP, logM), qg);

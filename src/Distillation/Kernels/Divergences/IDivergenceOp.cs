@@ -49,7 +49,17 @@ internal interface IDivergenceOp
     /// <summary>The scalar reference: term_j and qg_j = q_j ∂L/∂q_j in double precision.</summary>
     double Element(double p, double q, double logP, double logQ, out double qg);
 
-    /// <summary>The vector form: term_j for each lane, and qg_j in <paramref name="qg"/>.</summary>
+    /// <summary>
+    /// The factors (σ_p, σ_q) the general kernel folds into its per-chunk factors, in double, before the vector form
+    /// sees the probabilities: it receives σ_p · p and σ_q · q (a mixture weight or TVD's ½ then costs no
+    /// multiplication per element, and the product is rounded once). (1, 1) for the ops that do not run the general kernel.
+    /// </summary>
+    (double P, double Q) VectorScales { get; }
+
+    /// <summary>
+    /// The vector form: term_j for each lane, and qg_j in <paramref name="qg"/>, from <paramref name="p"/> = σ_p · p
+    /// and <paramref name="q"/> = σ_q · q (see <see cref="VectorScales"/>) and the unscaled logs.
+    /// </summary>
     TV Element<TS, TV>(TV p, TV q, TV logP, TV logQ, out TV qg)
         where TS : ISimd<TV>
         where TV : struct;
@@ -77,26 +87,6 @@ internal static class OpMath
         double m = System.Math.Max(a, b);
         return m + System.Math.Log(1 + System.Math.Exp(-System.Math.Abs(a - b)));
     }
-
-    /// <summary>
-    /// The mixture w·x + (1 − w)·y for probabilities x, y, with both weights rounded from double (so nothing cancels
-    /// when w is near 1), floored at <see cref="MixtureFloor"/> so that a log never sees an underflowed 0.
-    /// </summary>
-    public static TV Mixture<TS, TV>(TV x, TV y, in MixtureWeights w)
-        where TS : ISimd<TV>
-        where TV : struct =>
-        TS.Max(TS.MultiplyAdd(TS.Splat(w.W), x, TS.Multiply(TS.Splat(w.OneMinusW), y)), TS.Splat(MixtureFloor));
-}
-
-/// <summary>
-/// A mixture weight w and 1 − w, each rounded to float from double once, when the op is made: the vector loops then
-/// broadcast floats (a double-to-float conversion per iteration merges into its destination register and can chain
-/// the iterations together).
-/// </summary>
-internal readonly struct MixtureWeights(double w)
-{
-    public readonly float W = (float)w;
-    public readonly float OneMinusW = (float)(1 - w);
 }
 
 /// <summary>Where a divergence is +∞.</summary>

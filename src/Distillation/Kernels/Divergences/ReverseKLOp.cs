@@ -8,6 +8,8 @@ internal readonly struct ReverseKLOp : IDivergenceOp
 {
     public static bool IsDivergence => true;
 
+    public (double P, double Q) VectorScales => (1, 1);
+
     public static InfinityRule Infinity => InfinityRule.StudentMassWithoutTeacher;
 
     public static bool StudentWeighted => true;
@@ -38,6 +40,8 @@ internal readonly struct ReverseKLOp : IDivergenceOp
 internal readonly struct StudentFirstReverseKLOp : IDivergenceOp
 {
     public static bool IsDivergence => true;
+
+    public (double P, double Q) VectorScales => (1, 1);
 
     public static InfinityRule Infinity => InfinityRule.TeacherMassWithoutStudent;
 

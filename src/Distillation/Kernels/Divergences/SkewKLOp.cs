@@ -9,10 +9,14 @@ internal readonly struct SkewKLOp(double alpha) : IDivergenceOp
     private readonly double _alpha = alpha;
     private readonly double _logAlpha = System.Math.Log(alpha);
     private readonly double _logOneMinusAlpha = System.Math.Log(1 - alpha);
-    private readonly MixtureWeights _weights = new(alpha);
-    private readonly float _minusOneMinusAlpha = (float)-(1 - alpha);
+    // α rounded to float once, when the op is made: the vector loop broadcasts a float (a double-to-float conversion
+    // per iteration merges into its destination register and can chain the iterations together).
+    private readonly float _alphaFloat = (float)alpha;
 
     public static bool IsDivergence => true;
+
+    /// <summary>The vector form receives p and b = (1 − α) q.</summary>
+    public (double P, double Q) VectorScales => (1, 1 - _alpha);
 
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {
@@ -26,9 +30,10 @@ internal readonly struct SkewKLOp(double alpha) : IDivergenceOp
         where TS : ISimd<TV>
         where TV : struct
     {
-        TV r = OpMath.Mixture<TS, TV>(p, q, _weights);
-        // p·q/r computed as p·(q/r): q/r ≤ 1/(1 − α), so nothing overflows.
-        qg = TS.Multiply(TS.Splat(_minusOneMinusAlpha), TS.Multiply(p, TS.Divide(q, r)));
+        // r = α p + b with b = (1 − α) q (scaled by the kernel), floored at the smallest normal float.
+        TV r = TS.Max(TS.MultiplyAdd(TS.Splat(_alphaFloat), p, q), TS.Splat(OpMath.MixtureFloor));
+        // q·g = −p·b/r computed as p·(b/r): b/r ≤ 1, so nothing overflows.
+        qg = TS.Subtract(TS.Zero, TS.Multiply(p, TS.Divide(q, r)));
         // log p arrives finite (floored at −FLT_MAX): p = 0 gives exactly 0 without a select.
         return TS.Multiply(p, TS.Subtract(logP, SimdMath.LogOfNormal<TS, TV>(r)));
     }

@@ -9,9 +9,14 @@ internal readonly struct SkewReverseKLOp(double alpha) : IDivergenceOp
     private readonly double _alpha = alpha;
     private readonly double _logAlpha = System.Math.Log(alpha);
     private readonly double _logOneMinusAlpha = System.Math.Log(1 - alpha);
-    private readonly MixtureWeights _weights = new(alpha);
+    // α rounded to float once, when the op is made: the vector loop broadcasts a float (a double-to-float conversion
+    // per iteration merges into its destination register and can chain the iterations together).
+    private readonly float _alphaFloat = (float)alpha;
 
     public static bool IsDivergence => true;
+
+    /// <summary>The vector form receives c = (1 − α) p and q.</summary>
+    public (double P, double Q) VectorScales => (1 - _alpha, 1);
 
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {
@@ -32,11 +37,12 @@ internal readonly struct SkewReverseKLOp(double alpha) : IDivergenceOp
         where TS : ISimd<TV>
         where TV : struct
     {
-        TV r = OpMath.Mixture<TS, TV>(q, p, _weights);
-        // log q arrives finite (floored at −FLT_MAX) and q/r ≤ 1/α (r is floored at the smallest normal): q = 0 gives
-        // exactly 0 in both without a select.
+        // r = α q + c with c = (1 − α) p (scaled by the kernel), floored at the smallest normal float. q − α q²/r =
+        // q · c/r (r − α q = c), which also spares the cancellation where q ≈ r.
+        TV r = TS.Max(TS.MultiplyAdd(TS.Splat(_alphaFloat), q, p), TS.Splat(OpMath.MixtureFloor));
+        // log q arrives finite (floored at −FLT_MAX) and c/r ≤ 1: q = 0 gives exactly 0 in both without a select.
         TV term = TS.Multiply(q, TS.Subtract(logQ, SimdMath.LogOfNormal<TS, TV>(r)));
-        qg = TS.Subtract(TS.Add(term, q), TS.Multiply(TS.Multiply(TS.Splat(_weights.W), q), TS.Divide(q, r)));
+        qg = TS.MultiplyAdd(q, TS.Divide(p, r), term);
         return term;
     }
 }

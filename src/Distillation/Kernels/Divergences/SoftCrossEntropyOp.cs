@@ -5,6 +5,8 @@ internal readonly struct SoftCrossEntropyOp : IDivergenceOp
 {
     public static bool IsDivergence => false;
 
+    public (double P, double Q) VectorScales => (1, 1);
+
     public static InfinityRule Infinity => InfinityRule.TeacherMassWithoutStudent;
 
     public static TeacherWeightedSum WeightedSum => TeacherWeightedSum.StudentLogit;

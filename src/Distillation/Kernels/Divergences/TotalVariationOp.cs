@@ -9,6 +9,9 @@ internal readonly struct TotalVariationOp : IDivergenceOp
 
     public static bool UsesLogs => false;
 
+    /// <summary>The vector form receives ½ p and ½ q.</summary>
+    public (double P, double Q) VectorScales => (0.5, 0.5);
+
     public double Element(double p, double q, double logP, double logQ, out double qg)
     {
         qg = 0.5 * q * System.Math.Sign(q - p);
@@ -20,9 +23,8 @@ internal readonly struct TotalVariationOp : IDivergenceOp
         where TS : ISimd<TV>
         where TV : struct
     {
-        TV half = TS.Splat(0.5f);
-        TV halfQ = TS.Multiply(half, q);
-        qg = TS.Select(TS.GreaterThan(q, p), halfQ, TS.Select(TS.LessThan(q, p), TS.Subtract(TS.Zero, halfQ), TS.Zero));
-        return TS.Multiply(half, TS.Abs(TS.Subtract(p, q)));
+        // p and q arrive halved (VectorScales): term |p − q|, q·g = ±q (0 at a tie).
+        qg = TS.Select(TS.GreaterThan(q, p), q, TS.Select(TS.LessThan(q, p), TS.Subtract(TS.Zero, q), TS.Zero));
+        return TS.Abs(TS.Subtract(p, q));
     }
 }
