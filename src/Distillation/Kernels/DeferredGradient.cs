@@ -98,9 +98,26 @@ internal readonly struct DifferenceForm : IGradientForm
 /// <summary>How the chunked kernels form the base-2 exponent y of a value v from the scale c and a chunk constant k.</summary>
 internal interface IShift
 {
+    /// <summary>Whether the chunk loop also finds the chunk's raw maxima (and the student's minimum) as it goes.</summary>
+    static virtual bool Tracks => false;
+
     static abstract TV Exponent<TS, TV>(TV v, TV c, TV k)
         where TS : ISimd<TV>
         where TV : struct;
+}
+
+/// <summary>
+/// y = v · c + k with k = −fl(shift · c) for a shift that is not the chunk's own maximum (the maxima of the chunks
+/// before it), so the loop finds the chunk's maxima itself (see FusedKernels.ChunkedPass).
+/// </summary>
+internal readonly struct RunningShift : IShift
+{
+    public static bool Tracks => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Exponent<TS, TV>(TV v, TV c, TV k)
+        where TS : ISimd<TV>
+        where TV : struct => TS.MultiplyAdd(v, c, k);
 }
 
 /// <summary>y = v · c + k with k = −fl(shift · c): one FMA (the chunk's δ is corrected in double).</summary>

@@ -172,6 +172,19 @@ internal static unsafe class FusedKernels
     /// <summary>Columns per chunk: a chunk's inputs and exponentials stay in L1.</summary>
     internal const int Chunk = 2048;
 
+    /// <summary>
+    /// The largest base-2 exponent (in y units) a chunk may reach relative to the maxima of the chunks before it before
+    /// it is done again relative to its own (see <see cref="ChunkedPass{TS, TV, TOp}"/>): 2^y up to 2^32, well inside
+    /// float's range for the chunk's sums and inside the exponent the exponential without AVX-512 builds from bits
+    /// (≤ 127; beyond it that one wraps instead of overflowing, which no finiteness check would see).
+    /// </summary>
+    private const double RunningMargin = 32;
+
+    /// <summary>Whether the first pass of <typeparamref name="TOp"/> takes chunks after the first relative to the maxima before them (the teacher-weighted ops).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool Running<TOp>()
+        where TOp : struct, IDivergenceOp => TOp.WeightedSum != TeacherWeightedSum.None && !TOp.StoresLogRatio;
+
     /// <summary>The largest |shift · c| for which the chunked kernels form exponents with one FMA (see <see cref="ChunkedPass{TS, TV, TOp}"/>).</summary>
     private const float FusedShiftLimit = 1 << 20;
 
@@ -403,6 +416,8 @@ internal static unsafe class FusedKernels
         bool infinite = false;
         row = default;
         int chunks = 0;
+        // The largest raw logits of the chunks so far (the running reference of the teacher-weighted ops).
+        float runT = float.NegativeInfinity, runS = float.NegativeInfinity;
         for (int c0 = 0; c0 < n; chunks++)
         {
             int len = ChunkLength(n - c0);
@@ -421,42 +436,81 @@ internal static unsafe class FusedKernels
             }
 
             var ahead = new Ahead(sources, c0 + len);
-            float mt = MaxOf<TS, TV>(t, len, TOp.Infinity == InfinityRule.StudentMassWithoutTeacher, out float minT);
-            float ms = MaxOf<TS, TV>(s, len, TOp.Infinity == InfinityRule.TeacherMassWithoutStudent, out float minS);
-            if (float.IsNaN(mt) || float.IsPositiveInfinity(mt))
+            double cz = 0, czs = 0, ca = 0, offT = 0, offS = 0;
+            float mt = 0, ms = 0, minT = float.PositiveInfinity, minS = float.PositiveInfinity, refT = 0, refS = 0;
+            bool done = false;
+            if (Running<TOp>() && chunks > 0 && float.IsFinite(runT) && float.IsFinite(runS) && Math.Abs(runT * c) <= FusedShiftLimit && Math.Abs(runS * c) <= FusedShiftLimit)
             {
-                return RowStatus.TeacherInvalidValue;
+                // A teacher-weighted op after its first chunk: the exponents are taken relative to the maxima of the
+                // chunks before (no separate pass over the chunk for its own maxima, which waited on the chunk's
+                // arrival from L2 where this loop overlaps it with the arithmetic), and the loop itself finds the
+                // chunk's maxima (and the student's minimum for the support rule). Exponents up to RunningMargin
+                // above 0 are fine; beyond that, or if a sum left float's range (extreme logits, where 2^y > 1 times a
+                // huge log-ratio overflows), the chunk is done again relative to its own maxima as below.
+                refT = runT;
+                refS = runS;
+                float sT = refT * c, sS = refS * c;
+                ChunkSums<TS, TV, TOp, RunningShift>(t, s, ahead, len, -sT, -sS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out mt, out ms, out minS);
+                if (float.IsNaN(mt) || float.IsPositiveInfinity(mt))
+                {
+                    return RowStatus.TeacherInvalidValue;
+                }
+
+                if (float.IsNaN(ms) || float.IsPositiveInfinity(ms))
+                {
+                    return RowStatus.StudentInvalidValue;
+                }
+
+                done = ((mt - (double)refT) * c) <= RunningMargin && ((ms - (double)refS) * c) <= RunningMargin
+                    && double.IsFinite(cz) && double.IsFinite(czs) && double.IsFinite(ca);
+                offT = (sT - ((double)refT * c)) / c;
+                offS = (sS - ((double)refS * c)) / c;
             }
 
-            if (float.IsNaN(ms) || float.IsPositiveInfinity(ms))
+            if (!done)
             {
-                return RowStatus.StudentInvalidValue;
+                mt = MaxOf<TS, TV>(t, len, TOp.Infinity == InfinityRule.StudentMassWithoutTeacher, out minT);
+                ms = MaxOf<TS, TV>(s, len, TOp.Infinity == InfinityRule.TeacherMassWithoutStudent, out minS);
+                if (float.IsNaN(mt) || float.IsPositiveInfinity(mt))
+                {
+                    return RowStatus.TeacherInvalidValue;
+                }
+
+                if (float.IsNaN(ms) || float.IsPositiveInfinity(ms))
+                {
+                    return RowStatus.StudentInvalidValue;
+                }
+
+                // y = v · c − S with S = fl(shift · c): one FMA instead of a subtraction and a multiplication. The rounding of
+                // S shifts every y of the chunk by the same δ = S − shift · c (exact in double), which the chunk's sums and
+                // factors take back exactly. |S| ≤ 2^20 keeps |δ| ≤ 1/16, so the chunk maximum's 2^y stays near 1; beyond
+                // that (huge logits), (v − shift) · c instead. Only the teacher-weighted ops take the FMA: a general op's
+                // gradient qg − q·Σqg (and reverse KL's q · (x_s − x_t − E_q[x_s − x_t])) cancels exactly for a one-hot
+                // student only if the maximum's exponential is exactly 1.
+                float shiftT = ShiftOf(mt), shiftS = ShiftOf(ms), sT = shiftT * c, sS = shiftS * c;
+                bool fused = TOp.WeightedSum != TeacherWeightedSum.None && !TOp.StoresLogRatio && Math.Abs(sT) <= FusedShiftLimit && Math.Abs(sS) <= FusedShiftLimit;
+                // The exponents are then exact relative to the virtual maxima shift + δ/c, which the merge below uses.
+                offT = fused ? (sT - ((double)shiftT * c)) / c : 0;
+                offS = fused ? (sS - ((double)shiftS * c)) / c : 0;
+                refT = mt;
+                refS = ms;
+                if (fused)
+                {
+                    ChunkSums<TS, TV, TOp, FusedShift>(t, s, ahead, len, -sT, -sS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out _, out _, out _);
+                }
+                else
+                {
+                    ChunkSums<TS, TV, TOp, SubtractShift>(t, s, ahead, len, shiftT, shiftS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out _, out _, out _);
+                }
             }
 
-            // y = v · c − S with S = fl(shift · c): one FMA instead of a subtraction and a multiplication. The rounding of
-            // S shifts every y of the chunk by the same δ = S − shift · c (exact in double), which the chunk's sums and
-            // factors take back exactly. |S| ≤ 2^20 keeps |δ| ≤ 1/16, so the chunk maximum's 2^y stays near 1; beyond
-            // that (huge logits), (v − shift) · c instead. Only the teacher-weighted ops take the FMA: a general op's
-            // gradient qg − q·Σqg (and reverse KL's q · (x_s − x_t − E_q[x_s − x_t])) cancels exactly for a one-hot
-            // student only if the maximum's exponential is exactly 1.
-            float shiftT = ShiftOf(mt), shiftS = ShiftOf(ms), sT = shiftT * c, sS = shiftS * c;
-            bool fused = TOp.WeightedSum != TeacherWeightedSum.None && !TOp.StoresLogRatio && Math.Abs(sT) <= FusedShiftLimit && Math.Abs(sS) <= FusedShiftLimit;
-            // The exponents are then exact relative to the virtual maxima shift + δ/c, which the merge below uses.
-            double offT = fused ? (sT - ((double)shiftT * c)) / c : 0, offS = fused ? (sS - ((double)shiftS * c)) / c : 0;
-            shifts[ChunkStride * chunks] = mt;
-            shifts[(ChunkStride * chunks) + 1] = ms;
+            // The chunk's reference points (its maxima, or the maxima before it) and the exponent shifts δ.
+            shifts[ChunkStride * chunks] = refT;
+            shifts[(ChunkStride * chunks) + 1] = refS;
             shifts[(ChunkStride * chunks) + 2] = (float)offT;
             shifts[(ChunkStride * chunks) + 3] = (float)offS;
-            double cz, czs, ca;
-            if (fused)
-            {
-                ChunkSums<TS, TV, TOp, FusedShift>(t, s, ahead, len, -sT, -sS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca);
-            }
-            else
-            {
-                ChunkSums<TS, TV, TOp, SubtractShift>(t, s, ahead, len, shiftT, shiftS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca);
-            }
-
+            runT = Math.Max(runT, mt);
+            runS = Math.Max(runS, ms);
             ca *= toNatural;
             if (double.IsNaN(cz))
             {
@@ -478,7 +532,7 @@ internal static unsafe class FusedKernels
             // Re-express the running statistics relative to the new maxima, then add the chunk's (relative to its own
             // shifts). A side with weight 0 (α or β) is left out, so −∞ maxima never meet 0 · ∞.
             // The chunk's reference points: its maxima, moved by the exponent shift of the FMA form (0 otherwise).
-            double vt = mt + (double)(float)offT, vs = ms + (double)(float)offS;
+            double vt = refT + (double)(float)offT, vs = refS + (double)(float)offS;
             double newMaxT = cz > 0 ? Math.Max(maxT, vt) : maxT;
             double newMaxS = czs > 0 ? Math.Max(maxS, vs) : maxS;
             if (cz > 0)
@@ -635,7 +689,7 @@ internal static unsafe class FusedKernels
 
     /// <summary>Picks the <see cref="IGradientForm"/> of the deferred gradient (if any) for <see cref="ChunkSums{TS, TV, TOp, TForm, TShift}"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ChunkSums<TS, TV, TOp, TShift>(float* t, float* s, in Ahead ahead, int n, float shiftT, float shiftS, float c, float* expT, float* expS, in DeferredGradient deferred, int c0, int chunk, out double zT, out double zS, out double a)
+    private static void ChunkSums<TS, TV, TOp, TShift>(float* t, float* s, in Ahead ahead, int n, float shiftT, float shiftS, float c, float* expT, float* expS, in DeferredGradient deferred, int c0, int chunk, out double zT, out double zS, out double a, out float maxT, out float maxS, out float minS)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
@@ -643,19 +697,19 @@ internal static unsafe class FusedKernels
     {
         if (deferred.Destination == null)
         {
-            ChunkSums<TS, TV, TOp, NoGradient, TShift>(t, s, ahead, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
+            ChunkSums<TS, TV, TOp, NoGradient, TShift>(t, s, ahead, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a, out maxT, out maxS, out minS);
         }
         else if (deferred.Form == GradientFormKind.Difference)
         {
-            ChunkSums<TS, TV, TOp, DifferenceForm, TShift>(t, s, ahead, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
+            ChunkSums<TS, TV, TOp, DifferenceForm, TShift>(t, s, ahead, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a, out maxT, out maxS, out minS);
         }
         else if (deferred.Form == GradientFormKind.Ratio)
         {
-            ChunkSums<TS, TV, TOp, RatioForm, TShift>(t, s, ahead, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
+            ChunkSums<TS, TV, TOp, RatioForm, TShift>(t, s, ahead, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a, out maxT, out maxS, out minS);
         }
         else
         {
-            ChunkSums<TS, TV, TOp, RescaleForm, TShift>(t, s, ahead, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a);
+            ChunkSums<TS, TV, TOp, RescaleForm, TShift>(t, s, ahead, n, shiftT, shiftS, c, expT, expS, deferred, c0, chunk, out zT, out zS, out a, out maxT, out maxS, out minS);
         }
     }
 
@@ -666,7 +720,7 @@ internal static unsafe class FusedKernels
     /// unaligned head and tail (overlapping lanes get equal values).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ChunkSums<TS, TV, TOp, TForm, TShift>(float* t, float* s, in Ahead ahead, int n, float shiftT, float shiftS, float c, float* expT, float* expS, in DeferredGradient deferred, int c0, int chunk, out double zT, out double zS, out double a)
+    private static void ChunkSums<TS, TV, TOp, TForm, TShift>(float* t, float* s, in Ahead ahead, int n, float shiftT, float shiftS, float c, float* expT, float* expS, in DeferredGradient deferred, int c0, int chunk, out double zT, out double zS, out double a, out float maxT, out float maxS, out float minS)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
@@ -676,6 +730,8 @@ internal static unsafe class FusedKernels
         // y = v · c − shift (one FMA, see ChunkedPass) or (v − shift) · c; −∞ becomes −FLT_MAX, whose 2^y is exactly 0.
         TV vC = TS.Splat(c), vShiftT = TS.Splat(shiftT), vShiftS = TS.Splat(shiftS);
         TV accZT = TS.Zero, accZS = TS.Zero, accA = TS.Zero;
+        // With a tracking shift, the chunk's raw maxima (and the student's minimum) found in the same loop.
+        TV vMaxT = TS.Splat(float.NegativeInfinity), vMaxS = vMaxT, vMinS = TS.Splat(float.PositiveInfinity);
         int w = TS.Count, full = n / w, k = 0;
         float* dest = null, x = null, y = null;
         TV va = TS.Zero, vb = TS.Zero;
@@ -694,7 +750,7 @@ internal static unsafe class FusedKernels
         for (; k < streamed; k++)
         {
             ahead.Prefetch(k * w);
-            Step<TS, TV, TOp, TShift>(t, s, k * w, vShiftT, vShiftS, vC, expT, expS, ref accZT, ref accZS, ref accA);
+            Step<TS, TV, TOp, TShift>(t, s, k * w, vShiftT, vShiftS, vC, expT, expS, ref accZT, ref accZS, ref accA, ref vMaxT, ref vMaxS, ref vMinS);
             int j = head + (k * w);
             TS.StoreNonTemporal(TForm.Combine<TS, TV>(TS.Load(x + j), TS.Load(y + j), va, vb), dest + j);
         }
@@ -702,21 +758,32 @@ internal static unsafe class FusedKernels
         for (; k < full; k++)
         {
             ahead.Prefetch(k * w);
-            Step<TS, TV, TOp, TShift>(t, s, k * w, vShiftT, vShiftS, vC, expT, expS, ref accZT, ref accZS, ref accA);
+            Step<TS, TV, TOp, TShift>(t, s, k * w, vShiftT, vShiftS, vC, expT, expS, ref accZT, ref accZS, ref accA, ref vMaxT, ref vMaxS, ref vMinS);
         }
 
         zT = TS.SumAcross(accZT);
         zS = TS.SumAcross(accZS);
         a = TS.SumAcross(accA);
+        maxT = float.NegativeInfinity;
+        maxS = float.NegativeInfinity;
+        minS = float.PositiveInfinity;
         if (full * w < n)
         {
             // The overlapping last vector: its lanes already summed are masked out; the stores rewrite equal values.
             TV keep = TS.TailMask(n - (full * w));
             TV tailZT = TS.Zero, tailZS = TS.Zero, tailA = TS.Zero;
-            Step<TS, TV, TOp, TShift>(t, s, n - w, vShiftT, vShiftS, vC, expT, expS, ref tailZT, ref tailZS, ref tailA);
+            Step<TS, TV, TOp, TShift>(t, s, n - w, vShiftT, vShiftS, vC, expT, expS, ref tailZT, ref tailZS, ref tailA, ref vMaxT, ref vMaxS, ref vMinS);
             zT += TS.SumAcross(TS.Select(keep, tailZT, TS.Zero));
             zS += TS.SumAcross(TS.Select(keep, tailZS, TS.Zero));
             a += TS.SumAcross(TS.Select(keep, tailA, TS.Zero));
+        }
+
+        if (TShift.Tracks)
+        {
+            // (The overlapping last vector's lanes counted twice change no maximum or minimum.)
+            maxT = TS.MaxAcross(vMaxT);
+            maxS = TS.MaxAcross(vMaxS);
+            minS = -TS.MaxAcross(TS.Subtract(TS.Zero, vMinS));
         }
 
         if (TForm.Active)
@@ -732,14 +799,25 @@ internal static unsafe class FusedKernels
 
     /// <summary>One vector of <see cref="ChunkSums{TS, TV, TOp, TForm, TShift}"/> at column <paramref name="i"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step<TS, TV, TOp, TShift>(float* t, float* s, int i, TV vShiftT, TV vShiftS, TV vC, float* expT, float* expS, ref TV accZT, ref TV accZS, ref TV accA)
+    private static void Step<TS, TV, TOp, TShift>(float* t, float* s, int i, TV vShiftT, TV vShiftS, TV vC, float* expT, float* expS, ref TV accZT, ref TV accZS, ref TV accA, ref TV maxT, ref TV maxS, ref TV minS)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
         where TShift : struct, IShift
     {
-        TV yt = TShift.Exponent<TS, TV>(TS.Load(t + i), vC, vShiftT);
-        TV ys = TShift.Exponent<TS, TV>(TS.Load(s + i), vC, vShiftS);
+        TV vt = TS.Load(t + i), vs = TS.Load(s + i);
+        if (TShift.Tracks)
+        {
+            maxT = TS.Max(maxT, vt);
+            maxS = TS.Max(maxS, vs);
+            if (TOp.Infinity == InfinityRule.TeacherMassWithoutStudent)
+            {
+                minS = TS.Min(minS, vs);
+            }
+        }
+
+        TV yt = TShift.Exponent<TS, TV>(vt, vC, vShiftT);
+        TV ys = TShift.Exponent<TS, TV>(vs, vC, vShiftS);
         if (!TS.Exp2TakesNegativeInfinity || TOp.WeightedSum != TeacherWeightedSum.None || TOp.StoresLogRatio)
         {
             // The exponents are used beyond the exponentials (sums, the stored log-ratio) or the exponential needs

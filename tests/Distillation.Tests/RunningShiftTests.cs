@@ -1,0 +1,99 @@
+using Distillation.Kernels;
+
+namespace Distillation.Tests;
+
+/// <summary>
+/// The teacher-weighted ops (forward KL, soft CE) take every chunk after a row's first relative to the largest logits
+/// of the chunks before it, and do a chunk again relative to its own maxima when it rises too far above them or a sum
+/// leaves float's range. Rows of four chunks shaped to reach each branch, on every path, against the double-precision
+/// formulas (values) and the scalar reference (gradients).
+/// </summary>
+public class RunningShiftTests
+{
+    /// <summary>A row of four chunks (2048, 2048 and two of 1290 columns).</summary>
+    private const int Vocab = (2 * FusedKernels.Chunk) + 2580;
+
+    public static IEnumerable<object[]> Cases() =>
+        from d in new[] { "forward_kl", "soft_ce" }
+        from t in new[] { 0.5f, 1f, 2f }
+        from shape in new[] { "rising", "jump", "fall", "overflow", "student jump" }
+        select new object[] { d, t, shape };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void ChunkedRows_MatchTheReference(string key, float temperature, string shape)
+    {
+        Divergence divergence = TestSupport.DivergenceKeys.Single(k => k.Key == key).Divergence;
+        const int rows = 3;
+        var random = new Random(shape.Length * 31 + (int)(temperature * 4) + key.Length);
+        float[] teacher = TestSupport.RandomLogits(random, rows * Vocab);
+        float[] student = TestSupport.RandomLogits(random, rows * Vocab);
+        for (int r = 0; r < rows; r++)
+        {
+            Shape(shape, teacher.AsSpan(r * Vocab, Vocab), student.AsSpan(r * Vocab, Vocab));
+        }
+
+        (float[] expectedRows, float[] expectedGradient, _) = TestSupport.Run(divergence, temperature, teacher, student, Vocab, KernelPath.Scalar);
+        foreach (KernelPath path in TestSupport.Paths)
+        {
+            (float[] values, float[] gradient, _) = TestSupport.Run(divergence, temperature, teacher, student, Vocab, path);
+            for (int r = 0; r < rows; r++)
+            {
+                double[] t = teacher.Skip(r * Vocab).Take(Vocab).Select(v => (double)v).ToArray();
+                double[] s = student.Skip(r * Vocab).Take(Vocab).Select(v => (double)v).ToArray();
+                string where = $"{key} T={temperature} {shape} row {r} {path}";
+                ReferenceValueTests.AssertValue(values[r], DoubleFormulas.Row(divergence, t, s, temperature), where);
+                ReferenceValueTests.AssertValue(values[r], expectedRows[r], where + " (scalar reference)");
+                ReferenceValueTests.AssertGradientRow(gradient.AsSpan(r * Vocab, Vocab), expectedGradient.Skip(r * Vocab).Take(Vocab).Select(v => (double)v).ToArray(), where);
+            }
+        }
+    }
+
+    /// <summary>
+    /// rising: each chunk's logits 6 above the last one's (within the margin, no chunk done again); jump: a teacher
+    /// logit 150 above the rest in the third chunk (done again); fall: everything after the first chunk 300 below it
+    /// (all its exponentials 0 relative to the first chunk's maxima); overflow: in the third chunk student logits of
+    /// −1e37 under teacher logits 12 above the rest (2^y &gt; 1 times a huge log-ratio overflows float: done again);
+    /// student jump: a student logit 150 above the rest in the last chunk.
+    /// </summary>
+    private static void Shape(string shape, Span<float> t, Span<float> s)
+    {
+        int third = 2 * FusedKernels.Chunk;
+        switch (shape)
+        {
+            case "rising":
+                for (int j = 0; j < t.Length; j++)
+                {
+                    int chunk = Math.Min(j / FusedKernels.Chunk, 2) + (j >= third + 1290 ? 1 : 0);
+                    t[j] += 6 * chunk;
+                    s[j] += 6 * chunk;
+                }
+
+                break;
+            case "jump":
+                t[third + 100] = 150;
+                break;
+            case "fall":
+                for (int j = FusedKernels.Chunk; j < t.Length; j++)
+                {
+                    t[j] -= 300;
+                    s[j] -= 300;
+                }
+
+                break;
+            case "overflow":
+                for (int j = third; j < third + 64; j++)
+                {
+                    t[j] = 12;
+                    s[j] = -1e37f;
+                }
+
+                break;
+            case "student jump":
+                s[t.Length - 5] = 150;
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(shape));
+        }
+    }
+}
