@@ -98,8 +98,11 @@ internal readonly struct DifferenceForm : IGradientForm
 /// <summary>How the chunked kernels form the base-2 exponent y of a value v from the scale c and a chunk constant k.</summary>
 internal interface IShift
 {
-    /// <summary>Whether the chunk loop also finds the chunk's raw maxima (and the student's minimum) as it goes.</summary>
-    static virtual bool Tracks => false;
+    /// <summary>Whether the chunk loop also finds the first side's raw maximum as it goes.</summary>
+    static virtual bool TracksFirst => false;
+
+    /// <summary>Whether the chunk loop also finds the second side's raw maximum (and minimum, where the op's support rule needs it) as it goes.</summary>
+    static virtual bool TracksSecond => false;
 
     static abstract TV Exponent<TS, TV>(TV v, TV c, TV k)
         where TS : ISimd<TV>
@@ -112,7 +115,9 @@ internal interface IShift
 /// </summary>
 internal readonly struct RunningShift : IShift
 {
-    public static bool Tracks => true;
+    public static bool TracksFirst => true;
+
+    public static bool TracksSecond => true;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Exponent<TS, TV>(TV v, TV c, TV k)
@@ -127,6 +132,28 @@ internal readonly struct FusedShift : IShift
     public static TV Exponent<TS, TV>(TV v, TV c, TV k)
         where TS : ISimd<TV>
         where TV : struct => TS.MultiplyAdd(v, c, k);
+}
+
+/// <summary>y = (v − k) · c, the first side's k the maxima of the chunks before it (found for this chunk as it goes).</summary>
+internal readonly struct RunningFirstShift : IShift
+{
+    public static bool TracksFirst => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Exponent<TS, TV>(TV v, TV c, TV k)
+        where TS : ISimd<TV>
+        where TV : struct => TS.Multiply(TS.Subtract(v, k), c);
+}
+
+/// <summary>y = (v − k) · c, the second side's k the maxima of the chunks before it (found for this chunk as it goes).</summary>
+internal readonly struct RunningSecondShift : IShift
+{
+    public static bool TracksSecond => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Exponent<TS, TV>(TV v, TV c, TV k)
+        where TS : ISimd<TV>
+        where TV : struct => TS.Multiply(TS.Subtract(v, k), c);
 }
 
 /// <summary>y = (v − k) · c with k = shift (where shift · c leaves float's range).</summary>

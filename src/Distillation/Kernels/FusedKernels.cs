@@ -466,6 +466,47 @@ internal static unsafe class FusedKernels
                 offT = (sT - ((double)refT * c)) / c;
                 offS = (sS - ((double)refS * c)) / c;
             }
+            else if (!Running<TOp>() && !TOp.SidesAlike && chunks > 0 && float.IsFinite(TOp.StoresLogRatio ? runS : runT))
+            {
+                // The other ops need the student's chunk maximum exactly (its exponential exactly 1, see below), so
+                // only the teacher's side (the second side of reverse KL's student-first pass, the first of the others)
+                // runs relative to the maxima before it, with the exact subtraction; the same margin and checks.
+                if (TOp.StoresLogRatio)
+                {
+                    mt = MaxOf<TS, TV>(t, len, TOp.Infinity == InfinityRule.StudentMassWithoutTeacher, out minT);
+                    if (float.IsNaN(mt) || float.IsPositiveInfinity(mt))
+                    {
+                        return RowStatus.TeacherInvalidValue;
+                    }
+
+                    refT = mt;
+                    refS = runS;
+                    ChunkSums<TS, TV, TOp, RunningSecondShift>(t, s, ahead, len, ShiftOf(mt), refS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out _, out ms, out minS);
+                    if (float.IsNaN(ms) || float.IsPositiveInfinity(ms))
+                    {
+                        return RowStatus.StudentInvalidValue;
+                    }
+                }
+                else
+                {
+                    ms = MaxOf<TS, TV>(s, len, TOp.Infinity == InfinityRule.TeacherMassWithoutStudent, out minS);
+                    if (float.IsNaN(ms) || float.IsPositiveInfinity(ms))
+                    {
+                        return RowStatus.StudentInvalidValue;
+                    }
+
+                    refT = runT;
+                    refS = ms;
+                    ChunkSums<TS, TV, TOp, RunningFirstShift>(t, s, ahead, len, refT, ShiftOf(ms), c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out mt, out _, out _);
+                    if (float.IsNaN(mt) || float.IsPositiveInfinity(mt))
+                    {
+                        return RowStatus.TeacherInvalidValue;
+                    }
+                }
+
+                done = ((TOp.StoresLogRatio ? ms - (double)refS : mt - (double)refT) * c) <= RunningMargin
+                    && double.IsFinite(cz) && double.IsFinite(czs) && double.IsFinite(ca);
+            }
 
             if (!done)
             {
@@ -778,10 +819,14 @@ internal static unsafe class FusedKernels
             a += TS.SumAcross(TS.Select(keep, tailA, TS.Zero));
         }
 
-        if (TShift.Tracks)
+        // (The overlapping last vector's lanes counted twice change no maximum or minimum.)
+        if (TShift.TracksFirst)
         {
-            // (The overlapping last vector's lanes counted twice change no maximum or minimum.)
             maxT = TS.MaxAcross(vMaxT);
+        }
+
+        if (TShift.TracksSecond)
+        {
             maxS = TS.MaxAcross(vMaxS);
             minS = -TS.MaxAcross(TS.Subtract(TS.Zero, vMinS));
         }
@@ -806,9 +851,13 @@ internal static unsafe class FusedKernels
         where TShift : struct, IShift
     {
         TV vt = TS.Load(t + i), vs = TS.Load(s + i);
-        if (TShift.Tracks)
+        if (TShift.TracksFirst)
         {
             maxT = TS.Max(maxT, vt);
+        }
+
+        if (TShift.TracksSecond)
+        {
             maxS = TS.Max(maxS, vs);
             if (TOp.Infinity == InfinityRule.TeacherMassWithoutStudent)
             {

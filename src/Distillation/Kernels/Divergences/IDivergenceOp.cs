@@ -28,6 +28,13 @@ internal interface IDivergenceOp
     /// </summary>
     static virtual TeacherWeightedSum WeightedSum => TeacherWeightedSum.None;
 
+    /// <summary>
+    /// Whether the op's gradient jumps where p = q (TVD's sign), so that both sides must be computed alike: identical
+    /// rows then give exactly equal p and q (a tie, gradient 0). The first pass then takes no side relative to the
+    /// maxima of earlier chunks.
+    /// </summary>
+    static virtual bool SidesAlike => false;
+
     /// <summary>Whether the vector term reads log p and log q (the general kernel then forms them from the logits).</summary>
     static virtual bool UsesLogs => true;
 

@@ -9,6 +9,8 @@ internal readonly struct TotalVariationOp : IDivergenceOp
 
     public static bool UsesLogs => false;
 
+    public static bool SidesAlike => true;
+
     /// <summary>The vector form receives ½ p and ½ q.</summary>
     public (double P, double Q) VectorScales => (0.5, 0.5);
 
