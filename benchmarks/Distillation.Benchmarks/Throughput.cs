@@ -25,16 +25,16 @@ internal static class Throughput
         }
 
         Console.WriteLine("instruction (512-bit)      ns per instruction   per ns");
-        Measure("vfmadd (FMA)", Fma, 8);
-        Measure("vaddps", Add, 8);
-        Measure("vmaxps", Max, 8);
-        Measure("FMA + add, 8 each", FmaAndAdd, 16);
-        Measure("vreduceps", Reduce, 8);
-        Measure("vscalefps", Scale, 8);
-        Measure("vgetexpps", GetExponent, 8);
-        Measure("vgetmantps", GetMantissa, 8);
-        Measure("vpermps", Permute, 8);
-        Measure("vdivps", Divide, 8);
+        Measure("vfmadd (FMA)", Chains<FmaOp>, 8);
+        Measure("vaddps", Chains<AddOp>, 8);
+        Measure("vmaxps", Chains<MaxOp>, 8);
+        Measure("FMA + add, 8 each", Mixed, 16);
+        Measure("vreduceps", Chains<ReduceOp>, 8);
+        Measure("vscalefps", Chains<ScaleOp>, 8);
+        Measure("vgetexpps", Chains<GetExponentOp>, 8);
+        Measure("vgetmantps", Chains<GetMantissaOp>, 8);
+        Measure("vpermps", Chains<PermuteOp>, 8);
+        Measure("vdivps", Chains<DivideOp>, 8);
     }
 
     private static void Measure(string name, Func<V> body, int perIteration)
@@ -48,208 +48,138 @@ internal static class Throughput
             best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalNanoseconds / Iterations / perIteration);
         }
 
-        // The sink's lane is printed nowhere but kept alive, so the loops are not removed.
+        // The sink is kept alive, so the loops are not removed.
         GC.KeepAlive(sink);
         Console.WriteLine($"{name,-26} {best,8:F3} {1 / best,16:F2}");
     }
 
+    /// <summary>Eight independent chains of <typeparamref name="TOp"/> (specialised per op by the JIT, so each is one instruction).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static V Fma()
+    private static V Chains<TOp>()
+        where TOp : struct, IOp
     {
-        V a = V.One, b = a, c = a, d = a, e = a, f = a, g = a, h = a, m = Vector512.Create(0.9999f), k = Vector512.Create(1e-7f);
+        V a = TOp.Start, b = a, c = a, d = a, e = a, f = a, g = a, h = a;
         for (int i = 0; i < Iterations; i++)
         {
-            a = Avx512F.FusedMultiplyAdd(a, m, k);
-            b = Avx512F.FusedMultiplyAdd(b, m, k);
-            c = Avx512F.FusedMultiplyAdd(c, m, k);
-            d = Avx512F.FusedMultiplyAdd(d, m, k);
-            e = Avx512F.FusedMultiplyAdd(e, m, k);
-            f = Avx512F.FusedMultiplyAdd(f, m, k);
-            g = Avx512F.FusedMultiplyAdd(g, m, k);
-            h = Avx512F.FusedMultiplyAdd(h, m, k);
+            a = TOp.Apply(a);
+            b = TOp.Apply(b);
+            c = TOp.Apply(c);
+            d = TOp.Apply(d);
+            e = TOp.Apply(e);
+            f = TOp.Apply(f);
+            g = TOp.Apply(g);
+            h = TOp.Apply(h);
         }
 
         return a + b + c + d + e + f + g + h;
     }
 
+    /// <summary>Eight FMA chains interleaved with eight add chains.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static V Add()
+    private static V Mixed()
     {
-        V a = V.One, b = a, c = a, d = a, e = a, f = a, g = a, h = a, k = Vector512.Create(1e-7f);
-        for (int i = 0; i < Iterations; i++)
-        {
-            a = Avx512F.Add(a, k);
-            b = Avx512F.Add(b, k);
-            c = Avx512F.Add(c, k);
-            d = Avx512F.Add(d, k);
-            e = Avx512F.Add(e, k);
-            f = Avx512F.Add(f, k);
-            g = Avx512F.Add(g, k);
-            h = Avx512F.Add(h, k);
-        }
-
-        return a + b + c + d + e + f + g + h;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static V Max()
-    {
-        V a = V.One, b = a, c = a, d = a, e = a, f = a, g = a, h = a, k = Vector512.Create(1e-7f);
-        for (int i = 0; i < Iterations; i++)
-        {
-            a = Avx512F.Max(a, k);
-            b = Avx512F.Max(b, k);
-            c = Avx512F.Max(c, k);
-            d = Avx512F.Max(d, k);
-            e = Avx512F.Max(e, k);
-            f = Avx512F.Max(f, k);
-            g = Avx512F.Max(g, k);
-            h = Avx512F.Max(h, k);
-        }
-
-        return a + b + c + d + e + f + g + h;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static V FmaAndAdd()
-    {
-        V a = V.One, b = a, c = a, d = a, e = a, f = a, g = a, h = a, m = Vector512.Create(0.9999f), k = Vector512.Create(1e-7f);
+        V a = V.One, b = a, c = a, d = a, e = a, f = a, g = a, h = a;
         V a2 = a, b2 = a, c2 = a, d2 = a, e2 = a, f2 = a, g2 = a, h2 = a;
         for (int i = 0; i < Iterations; i++)
         {
-            a = Avx512F.FusedMultiplyAdd(a, m, k);
-            a2 = Avx512F.Add(a2, k);
-            b = Avx512F.FusedMultiplyAdd(b, m, k);
-            b2 = Avx512F.Add(b2, k);
-            c = Avx512F.FusedMultiplyAdd(c, m, k);
-            c2 = Avx512F.Add(c2, k);
-            d = Avx512F.FusedMultiplyAdd(d, m, k);
-            d2 = Avx512F.Add(d2, k);
-            e = Avx512F.FusedMultiplyAdd(e, m, k);
-            e2 = Avx512F.Add(e2, k);
-            f = Avx512F.FusedMultiplyAdd(f, m, k);
-            f2 = Avx512F.Add(f2, k);
-            g = Avx512F.FusedMultiplyAdd(g, m, k);
-            g2 = Avx512F.Add(g2, k);
-            h = Avx512F.FusedMultiplyAdd(h, m, k);
-            h2 = Avx512F.Add(h2, k);
+            a = FmaOp.Apply(a);
+            a2 = AddOp.Apply(a2);
+            b = FmaOp.Apply(b);
+            b2 = AddOp.Apply(b2);
+            c = FmaOp.Apply(c);
+            c2 = AddOp.Apply(c2);
+            d = FmaOp.Apply(d);
+            d2 = AddOp.Apply(d2);
+            e = FmaOp.Apply(e);
+            e2 = AddOp.Apply(e2);
+            f = FmaOp.Apply(f);
+            f2 = AddOp.Apply(f2);
+            g = FmaOp.Apply(g);
+            g2 = AddOp.Apply(g2);
+            h = FmaOp.Apply(h);
+            h2 = AddOp.Apply(h2);
         }
 
         return a + b + c + d + e + f + g + h + a2 + b2 + c2 + d2 + e2 + f2 + g2 + h2;
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static V Reduce()
+    /// <summary>One instruction applied to a chain's value, and the chain's start.</summary>
+    private interface IOp
     {
-        V a = Vector512.Create(1.3f), b = a, c = a, d = a, e = a, f = a, g = a, h = a;
-        for (int i = 0; i < Iterations; i++)
-        {
-            a = Avx512DQ.Reduce(a, 9);
-            b = Avx512DQ.Reduce(b, 9);
-            c = Avx512DQ.Reduce(c, 9);
-            d = Avx512DQ.Reduce(d, 9);
-            e = Avx512DQ.Reduce(e, 9);
-            f = Avx512DQ.Reduce(f, 9);
-            g = Avx512DQ.Reduce(g, 9);
-            h = Avx512DQ.Reduce(h, 9);
-        }
+        static abstract V Start { get; }
 
-        return a + b + c + d + e + f + g + h;
+        static abstract V Apply(V x);
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static V Scale()
+    private readonly struct FmaOp : IOp
     {
-        V a = Vector512.Create(1.3f), b = a, c = a, d = a, e = a, f = a, g = a, h = a, k = V.Zero;
-        for (int i = 0; i < Iterations; i++)
-        {
-            a = Avx512F.Scale(a, k);
-            b = Avx512F.Scale(b, k);
-            c = Avx512F.Scale(c, k);
-            d = Avx512F.Scale(d, k);
-            e = Avx512F.Scale(e, k);
-            f = Avx512F.Scale(f, k);
-            g = Avx512F.Scale(g, k);
-            h = Avx512F.Scale(h, k);
-        }
+        public static V Start => V.One;
 
-        return a + b + c + d + e + f + g + h;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static V Apply(V x) => Avx512F.FusedMultiplyAdd(x, Vector512.Create(0.9999f), Vector512.Create(1e-7f));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static V GetExponent()
+    private readonly struct AddOp : IOp
     {
-        V a = Vector512.Create(1.3f), b = a, c = a, d = a, e = a, f = a, g = a, h = a;
-        for (int i = 0; i < Iterations; i++)
-        {
-            a = Avx512F.GetExponent(a);
-            b = Avx512F.GetExponent(b);
-            c = Avx512F.GetExponent(c);
-            d = Avx512F.GetExponent(d);
-            e = Avx512F.GetExponent(e);
-            f = Avx512F.GetExponent(f);
-            g = Avx512F.GetExponent(g);
-            h = Avx512F.GetExponent(h);
-        }
+        public static V Start => V.One;
 
-        return a + b + c + d + e + f + g + h;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static V Apply(V x) => Avx512F.Add(x, Vector512.Create(1e-7f));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static V GetMantissa()
+    private readonly struct MaxOp : IOp
     {
-        V a = Vector512.Create(1.3f), b = a, c = a, d = a, e = a, f = a, g = a, h = a;
-        for (int i = 0; i < Iterations; i++)
-        {
-            a = Avx512F.GetMantissa(a, 0);
-            b = Avx512F.GetMantissa(b, 0);
-            c = Avx512F.GetMantissa(c, 0);
-            d = Avx512F.GetMantissa(d, 0);
-            e = Avx512F.GetMantissa(e, 0);
-            f = Avx512F.GetMantissa(f, 0);
-            g = Avx512F.GetMantissa(g, 0);
-            h = Avx512F.GetMantissa(h, 0);
-        }
+        public static V Start => V.One;
 
-        return a + b + c + d + e + f + g + h;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static V Apply(V x) => Avx512F.Max(x, Vector512.Create(1e-7f));
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static V Permute()
+    private readonly struct ReduceOp : IOp
     {
-        V a = Vector512.Create(1.3f), b = a, c = a, d = a, e = a, f = a, g = a, h = a;
-        Vector512<int> index = Vector512<int>.Zero;
-        for (int i = 0; i < Iterations; i++)
-        {
-            a = Avx512F.PermuteVar16x32(a, index);
-            b = Avx512F.PermuteVar16x32(b, index);
-            c = Avx512F.PermuteVar16x32(c, index);
-            d = Avx512F.PermuteVar16x32(d, index);
-            e = Avx512F.PermuteVar16x32(e, index);
-            f = Avx512F.PermuteVar16x32(f, index);
-            g = Avx512F.PermuteVar16x32(g, index);
-            h = Avx512F.PermuteVar16x32(h, index);
-        }
+        public static V Start => Vector512.Create(1.3f);
 
-        return a + b + c + d + e + f + g + h;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static V Apply(V x) => Avx512DQ.Reduce(x, 9);
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static V Divide()
+    private readonly struct ScaleOp : IOp
     {
-        V a = Vector512.Create(1.3f), b = a, c = a, d = a, e = a, f = a, g = a, h = a, k = Vector512.Create(1.0000001f);
-        for (int i = 0; i < Iterations; i++)
-        {
-            a = Avx512F.Divide(a, k);
-            b = Avx512F.Divide(b, k);
-            c = Avx512F.Divide(c, k);
-            d = Avx512F.Divide(d, k);
-            e = Avx512F.Divide(e, k);
-            f = Avx512F.Divide(f, k);
-            g = Avx512F.Divide(g, k);
-            h = Avx512F.Divide(h, k);
-        }
+        public static V Start => Vector512.Create(1.3f);
 
-        return a + b + c + d + e + f + g + h;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static V Apply(V x) => Avx512F.Scale(x, V.Zero);
+    }
+
+    private readonly struct GetExponentOp : IOp
+    {
+        public static V Start => Vector512.Create(1.3f);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static V Apply(V x) => Avx512F.GetExponent(x);
+    }
+
+    private readonly struct GetMantissaOp : IOp
+    {
+        public static V Start => Vector512.Create(1.3f);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static V Apply(V x) => Avx512F.GetMantissa(x, 0);
+    }
+
+    private readonly struct PermuteOp : IOp
+    {
+        public static V Start => Vector512.Create(1.3f);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static V Apply(V x) => Avx512F.PermuteVar16x32(x, Vector512<int>.Zero);
+    }
+
+    private readonly struct DivideOp : IOp
+    {
+        public static V Start => Vector512.Create(1.3f);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static V Apply(V x) => Avx512F.Divide(x, Vector512.Create(1.0000001f));
     }
 }

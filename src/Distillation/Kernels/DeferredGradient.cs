@@ -142,7 +142,7 @@ internal readonly struct RunningFirstShift : IShift
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Exponent<TS, TV>(TV v, TV c, TV k)
         where TS : ISimd<TV>
-        where TV : struct => TS.Multiply(TS.Subtract(v, k), c);
+        where TV : struct => SubtractShift.Exponent<TS, TV>(v, c, k);
 }
 
 /// <summary>y = (v − k) · c, the second side's k the maxima of the chunks before it (found for this chunk as it goes).</summary>
@@ -153,7 +153,7 @@ internal readonly struct RunningSecondShift : IShift
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TV Exponent<TS, TV>(TV v, TV c, TV k)
         where TS : ISimd<TV>
-        where TV : struct => TS.Multiply(TS.Subtract(v, k), c);
+        where TV : struct => SubtractShift.Exponent<TS, TV>(v, c, k);
 }
 
 /// <summary>y = (v − k) · c with k = shift (where shift · c leaves float's range).</summary>
