@@ -188,6 +188,14 @@ internal static unsafe class FusedKernels
     /// </summary>
     private const double RunningMargin = 32;
 
+    /// <summary>
+    /// Whether a chunk taken relative to the running reference has some mass on a side whose logits are finite: a side
+    /// whose exponentials all underflowed there (logits finite, far below the reference) has a sum of 0, and the merge
+    /// reads a sum of 0 as a side of −∞ only, leaving out the reference's offset from the weighted sum (found by review:
+    /// forward KL off by a third of a 10-logit rise). Such a chunk is done again relative to its own maxima.
+    /// </summary>
+    private static bool MassWhereFinite(double sum, float max) => sum > 0 || float.IsNegativeInfinity(max);
+
     /// <summary>Whether the first pass of <typeparamref name="TOp"/> takes chunks after the first relative to the maxima before them (the teacher-weighted ops).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool Running<TOp>()
@@ -471,7 +479,7 @@ internal static unsafe class FusedKernels
                 }
 
                 done = ((mt - (double)refT) * c) <= RunningMargin && ((ms - (double)refS) * c) <= RunningMargin
-                    && double.IsFinite(cz) && double.IsFinite(czs) && double.IsFinite(ca);
+                    && double.IsFinite(cz) && double.IsFinite(czs) && double.IsFinite(ca) && MassWhereFinite(cz, mt) && MassWhereFinite(czs, ms);
                 offT = (sT - ((double)refT * c)) / c;
                 offS = (sS - ((double)refS * c)) / c;
             }
@@ -514,7 +522,7 @@ internal static unsafe class FusedKernels
                 }
 
                 done = ((TOp.StoresLogRatio ? ms - (double)refS : mt - (double)refT) * c) <= RunningMargin
-                    && double.IsFinite(cz) && double.IsFinite(czs) && double.IsFinite(ca);
+                    && double.IsFinite(cz) && double.IsFinite(czs) && double.IsFinite(ca) && MassWhereFinite(cz, mt) && MassWhereFinite(czs, ms);
             }
 
             if (!done)
@@ -616,6 +624,25 @@ internal static unsafe class FusedKernels
         if (zS == 0)
         {
             return RowStatus.StudentNoMass;
+        }
+
+        // A last chunk taken relative to the running reference can leave the merged reference points up to the margin
+        // below the row's true maxima; re-based onto them in double, so that log p = (t − max)/T − log Z (the general
+        // kernel's second pass) subtracts nothing larger than before.
+        if (runT > maxT)
+        {
+            double d = maxT - runT, k = Math.Exp(d * invT);
+            a = k * (a + (zT * Offset(alpha, d, 0, 0) * invT));
+            zT *= k;
+            maxT = runT;
+        }
+
+        if (runS > maxS)
+        {
+            double d = maxS - runS;
+            a += zT * Offset(0, 0, beta, d) * invT;
+            zS *= Math.Exp(d * invT);
+            maxS = runS;
         }
 
         row = new RowStatistics(maxT, maxS, zT, zS, a, infinite);
