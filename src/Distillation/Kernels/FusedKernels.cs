@@ -196,6 +196,9 @@ internal static unsafe class FusedKernels
     /// </summary>
     private static bool MassWhereFinite(double sum, float max) => sum > 0 || float.IsNegativeInfinity(max);
 
+    /// <summary>Whether a chunk maximum is a valid one (not NaN or +∞; −∞ is a chunk of impossible tokens).</summary>
+    private static bool ValidMax(float max) => !float.IsNaN(max) && !float.IsPositiveInfinity(max);
+
     /// <summary>Whether the first pass of <typeparamref name="TOp"/> takes chunks after the first relative to the maxima before them (the teacher-weighted ops).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool Running<TOp>()
@@ -456,85 +459,88 @@ internal static unsafe class FusedKernels
             double cz = 0, czs = 0, ca = 0, offT = 0, offS = 0;
             float mt = 0, ms = 0, minT = float.PositiveInfinity, minS = float.PositiveInfinity, refT = 0, refS = 0;
             bool done = false;
-            if (Running<TOp>() && chunks > 0 && float.IsFinite(runT) && float.IsFinite(runS) && Math.Abs(runT * c) <= FusedShiftLimit && Math.Abs(runS * c) <= FusedShiftLimit)
+
+            // After a row's first chunk a side may run relative to the largest logits of the chunks before it (no
+            // separate pass over the chunk for its maxima, which waited on the chunk's arrival from L2 where the loop
+            // below overlaps it with the arithmetic; the loop finds the chunk's maxima, and the student's minimum for
+            // the support rule, itself): both sides of a teacher-weighted op (with the one-FMA exponent); only the
+            // teacher's side of the others (the first side, or the second of reverse KL's student-first pass), whose
+            // student side needs its chunk maximum exactly (its exponential exactly 1, see below); neither side of TVD.
+            // The chunk is done again relative to its own maxima as below if a running side rises more than
+            // RunningMargin above its reference, a sum leaves float's range (a huge log-ratio times 2^y > 1), a side
+            // with finite logits has no mass left (all underflowed: the merge reads a sum of 0 as a side of −∞), or
+            // a maximum is invalid (the path below reports it).
+            bool runFirst = false, runSecond = false;
+            if (chunks > 0 && !TOp.SidesAlike)
             {
-                // A teacher-weighted op after its first chunk: the exponents are taken relative to the maxima of the
-                // chunks before (no separate pass over the chunk for its own maxima, which waited on the chunk's
-                // arrival from L2 where this loop overlaps it with the arithmetic), and the loop itself finds the
-                // chunk's maxima (and the student's minimum for the support rule). Exponents up to RunningMargin
-                // above 0 are fine; beyond that, or if a sum left float's range (extreme logits, where 2^y > 1 times a
-                // huge log-ratio overflows), the chunk is done again relative to its own maxima as below.
-                refT = runT;
-                refS = runS;
-                float sT = refT * c, sS = refS * c;
-                ChunkSums<TS, TV, TOp, RunningShift>(t, s, ahead, len, -sT, -sS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out mt, out ms, out minS);
-                if (float.IsNaN(mt) || float.IsPositiveInfinity(mt))
+                runFirst = (Running<TOp>() || !TOp.StoresLogRatio) && float.IsFinite(runT);
+                runSecond = (Running<TOp>() || TOp.StoresLogRatio) && float.IsFinite(runS);
+                if (Running<TOp>() && !(runFirst && runSecond && Math.Abs(runT * c) <= FusedShiftLimit && Math.Abs(runS * c) <= FusedShiftLimit))
                 {
-                    return RowStatus.TeacherInvalidValue;
+                    runFirst = runSecond = false;
                 }
-
-                if (float.IsNaN(ms) || float.IsPositiveInfinity(ms))
-                {
-                    return RowStatus.StudentInvalidValue;
-                }
-
-                done = ((mt - (double)refT) * c) <= RunningMargin && ((ms - (double)refS) * c) <= RunningMargin
-                    && double.IsFinite(cz) && double.IsFinite(czs) && double.IsFinite(ca) && MassWhereFinite(cz, mt) && MassWhereFinite(czs, ms);
-                offT = (sT - ((double)refT * c)) / c;
-                offS = (sS - ((double)refS * c)) / c;
             }
-            else if (!Running<TOp>() && !TOp.SidesAlike && chunks > 0 && float.IsFinite(TOp.StoresLogRatio ? runS : runT))
+
+            if (runFirst || runSecond)
             {
-                // The other ops need the student's chunk maximum exactly (its exponential exactly 1, see below), so
-                // only the teacher's side (the second side of reverse KL's student-first pass, the first of the others)
-                // runs relative to the maxima before it, with the exact subtraction; the same margin and checks.
-                if (TOp.StoresLogRatio)
+                if (!runFirst)
                 {
                     mt = MaxOf<TS, TV>(t, len, TOp.Infinity == InfinityRule.StudentMassWithoutTeacher, out minT);
-                    if (float.IsNaN(mt) || float.IsPositiveInfinity(mt))
-                    {
-                        return RowStatus.TeacherInvalidValue;
-                    }
-
-                    refT = mt;
-                    refS = runS;
-                    ChunkSums<TS, TV, TOp, RunningSecondShift>(t, s, ahead, len, ShiftOf(mt), refS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out _, out ms, out minS);
-                    if (float.IsNaN(ms) || float.IsPositiveInfinity(ms))
-                    {
-                        return RowStatus.StudentInvalidValue;
-                    }
                 }
-                else
+
+                if (!runSecond)
                 {
                     ms = MaxOf<TS, TV>(s, len, TOp.Infinity == InfinityRule.TeacherMassWithoutStudent, out minS);
-                    if (float.IsNaN(ms) || float.IsPositiveInfinity(ms))
-                    {
-                        return RowStatus.StudentInvalidValue;
-                    }
-
-                    refT = runT;
-                    refS = ms;
-                    ChunkSums<TS, TV, TOp, RunningFirstShift>(t, s, ahead, len, refT, ShiftOf(ms), c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out mt, out _, out _);
-                    if (float.IsNaN(mt) || float.IsPositiveInfinity(mt))
-                    {
-                        return RowStatus.TeacherInvalidValue;
-                    }
                 }
 
-                done = ((TOp.StoresLogRatio ? ms - (double)refS : mt - (double)refT) * c) <= RunningMargin
-                    && double.IsFinite(cz) && double.IsFinite(czs) && double.IsFinite(ca) && MassWhereFinite(cz, mt) && MassWhereFinite(czs, ms);
+                refT = runFirst ? runT : mt;
+                refS = runSecond ? runS : ms;
+                if (ValidMax(mt) && ValidMax(ms))
+                {
+                    float trackedT, trackedS, trackedMinS;
+                    if (Running<TOp>())
+                    {
+                        float sT = refT * c, sS = refS * c;
+                        ChunkSums<TS, TV, TOp, RunningShift>(t, s, ahead, len, -sT, -sS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out trackedT, out trackedS, out trackedMinS);
+                        offT = (sT - ((double)refT * c)) / c;
+                        offS = (sS - ((double)refS * c)) / c;
+                    }
+                    else if (runFirst)
+                    {
+                        ChunkSums<TS, TV, TOp, RunningFirstShift>(t, s, ahead, len, refT, ShiftOf(ms), c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out trackedT, out trackedS, out trackedMinS);
+                    }
+                    else
+                    {
+                        ChunkSums<TS, TV, TOp, RunningSecondShift>(t, s, ahead, len, ShiftOf(mt), refS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out trackedT, out trackedS, out trackedMinS);
+                    }
+
+                    if (runFirst)
+                    {
+                        mt = trackedT;
+                    }
+
+                    if (runSecond)
+                    {
+                        ms = trackedS;
+                        minS = trackedMinS;
+                    }
+
+                    done = ValidMax(mt) && ValidMax(ms)
+                        && (!runFirst || ((mt - (double)refT) * c) <= RunningMargin) && (!runSecond || ((ms - (double)refS) * c) <= RunningMargin)
+                        && double.IsFinite(cz) && double.IsFinite(czs) && double.IsFinite(ca) && MassWhereFinite(cz, mt) && MassWhereFinite(czs, ms);
+                }
             }
 
             if (!done)
             {
                 mt = MaxOf<TS, TV>(t, len, TOp.Infinity == InfinityRule.StudentMassWithoutTeacher, out minT);
                 ms = MaxOf<TS, TV>(s, len, TOp.Infinity == InfinityRule.TeacherMassWithoutStudent, out minS);
-                if (float.IsNaN(mt) || float.IsPositiveInfinity(mt))
+                if (!ValidMax(mt))
                 {
                     return RowStatus.TeacherInvalidValue;
                 }
 
-                if (float.IsNaN(ms) || float.IsPositiveInfinity(ms))
+                if (!ValidMax(ms))
                 {
                     return RowStatus.StudentInvalidValue;
                 }
