@@ -16,7 +16,7 @@ public class RunningShiftTests
     public static IEnumerable<object[]> Cases() =>
         from d in new[] { "forward_kl", "soft_ce", "reverse_kl", "jsd_0.5", "skew_kl_0.1", "skew_rkl_0.1", "tvd" }
         from t in new[] { 0.5f, 1f, 2f }
-        from shape in new[] { "rising", "jump", "fall", "overflow", "student jump", "student falls", "teacher falls" }
+        from shape in new[] { "rising", "jump", "fall", "overflow", "student jump", "student falls", "teacher falls", "low start", "first chunk rises", "impossible start" }
         select new object[] { d, t, shape };
 
     [Theory]
@@ -141,7 +141,10 @@ public class RunningShiftTests
     /// −1e37 under teacher logits 12 above the rest (2^y &gt; 1 times a huge log-ratio overflows float: done again);
     /// student jump: a student logit of 150 in the last chunk; student falls (teacher falls): that side 10 higher in the
     /// second chunk and 300 lower in the third, so that the third chunk's exponentials of that side are all 0 relative
-    /// to the reference while its logits are finite (the reference's offset must still reach the weighted sum).
+    /// to the reference while its logits are finite (the reference's offset must still reach the weighted sum). The
+    /// first chunk of forward KL and soft CE runs relative to the maxima of its first vector (the seed): low start: that
+    /// vector 300 below the rest (done again); first chunk rises: the rest of the chunk 20 higher (kept at T = 2, done
+    /// again at T = 1/2); impossible start: that vector −∞ on both sides (no finite seed).
     /// </summary>
     private static void Shape(string shape, Span<float> t, Span<float> s)
     {
@@ -192,6 +195,34 @@ public class RunningShiftTests
                 for (int j = third; j < third + 1290; j++)
                 {
                     falling[j] -= 300;
+                }
+
+                break;
+            case "low start":
+                // The first vector of each side 300 below the rest: the first chunk rises far above its seed.
+                for (int j = 0; j < 16; j++)
+                {
+                    t[j] -= 300;
+                    s[j] -= 300;
+                }
+
+                break;
+            case "first chunk rises":
+                // The first chunk past its first vector 20 higher: 14 base-2 units above the seed at T = 2 (kept),
+                // 58 at T = 1/2 (done again).
+                for (int j = 16; j < FusedKernels.Chunk; j++)
+                {
+                    t[j] += 20;
+                    s[j] += 20;
+                }
+
+                break;
+            case "impossible start":
+                // The first vector of both sides −∞: no finite seed, so the first chunk takes its own maxima.
+                for (int j = 0; j < 16; j++)
+                {
+                    t[j] = float.NegativeInfinity;
+                    s[j] = float.NegativeInfinity;
                 }
 
                 break;

@@ -470,8 +470,17 @@ internal static unsafe class FusedKernels
             // RunningMargin above its reference, a sum leaves float's range (a huge log-ratio times 2^y > 1), a side
             // with finite logits has no mass left (all underflowed: the merge reads a sum of 0 as a side of −∞), or
             // a maximum is invalid (the path below reports it).
+            // A teacher-weighted op's first chunk runs too, relative to the maxima of its first vector (a seed that
+            // is never above the chunk's maxima): a row of one chunk then has no maxima loop either (V = 1024: 0.36 →
+            // 0.29 ns/element for forward KL's value, probe).
             bool runFirst = false, runSecond = false;
-            if (chunks > 0 && !TOp.SidesAlike)
+            if (chunks == 0 && Running<TOp>() && len >= TS.Count)
+            {
+                runT = TS.MaxAcross(TS.Load(t));
+                runS = TS.MaxAcross(TS.Load(s));
+            }
+
+            if (!TOp.SidesAlike)
             {
                 runFirst = (Running<TOp>() || !TOp.StoresLogRatio) && float.IsFinite(runT);
                 runSecond = (Running<TOp>() || TOp.StoresLogRatio) && float.IsFinite(runS);
@@ -634,8 +643,10 @@ internal static unsafe class FusedKernels
 
         // A last chunk taken relative to the running reference can leave the merged reference points up to the margin
         // below the row's true maxima; re-based onto them in double, so that log p = (t − max)/T − log Z (the general
-        // kernel's second pass) subtracts nothing larger than before.
-        if (runT > maxT)
+        // kernel's second pass) subtracts nothing larger than before. The teacher-weighted ops' value and chunk factors
+        // take any reference point (rounding aside), so they skip it and its exponentials, which every seeded row of
+        // one chunk would pay.
+        if (!Running<TOp>() && runT > maxT)
         {
             double d = maxT - runT, k = Math.Exp(d * invT);
             a = k * (a + (zT * Offset(alpha, d, 0, 0) * invT));
@@ -643,7 +654,7 @@ internal static unsafe class FusedKernels
             maxT = runT;
         }
 
-        if (runS > maxS)
+        if (!Running<TOp>() && runS > maxS)
         {
             double d = maxS - runS;
             a += zT * Offset(0, 0, beta, d) * invT;
@@ -1217,7 +1228,8 @@ internal readonly unsafe struct RowSources(float* first, float* second, Half* fi
 
 /// <summary>
 /// Where the next chunk of each source starts (the next row's first chunk past the end of the row), for prefetching it
-/// while this chunk is computed from L1: the next chunk's maxima then read from L2 instead of waiting on memory. A
+/// into L1 while this chunk is computed (16 KB of 48 KB): the next chunk's loop then reads from L1 instead of waiting
+/// on L2 or memory (into L2 only, rows of V = 1024 cost 0.46 against 0.43 ns/element for forward KL, probe). A
 /// prefetch never faults, past the end of the inputs included.
 /// </summary>
 internal readonly unsafe struct Ahead
@@ -1243,12 +1255,12 @@ internal readonly unsafe struct Ahead
         {
             if (((i * _firstBytes) & 63) == 0)
             {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch1(_first + (i * _firstBytes));
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(_first + (i * _firstBytes));
             }
 
             if (((i * _secondBytes) & 63) == 0)
             {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch1(_second + (i * _secondBytes));
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(_second + (i * _secondBytes));
             }
         }
     }
