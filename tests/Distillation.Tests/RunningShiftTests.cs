@@ -49,6 +49,39 @@ public class RunningShiftTests
         }
     }
 
+    public static IEnumerable<object[]> Shapes() =>
+        from shape in new[] { "rising", "jump", "fall", "overflow", "student jump", "student falls", "teacher falls", "low start", "first chunk rises", "impossible start" }
+        select new object[] { shape };
+
+    /// <summary>
+    /// TVD takes both sides relative to the running reference, alike: a student identical to the teacher gives exactly
+    /// equal p and q on every path, so a value of exactly 0 and (sign(0) = 0) a gradient of exactly 0, whichever
+    /// chunks ran, were done again or started from the first vector's seed.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void TotalVariation_OfIdenticalRows_IsExactlyZero(string shape)
+    {
+        const int rows = 3;
+        var random = new Random(shape.Length * 7);
+        float[] teacher = TestSupport.RandomLogits(random, rows * Vocab);
+        float[] unused = TestSupport.RandomLogits(random, rows * Vocab);
+        for (int r = 0; r < rows; r++)
+        {
+            Shape(shape, teacher.AsSpan(r * Vocab, Vocab), unused.AsSpan(r * Vocab, Vocab));
+        }
+
+        foreach (float temperature in new[] { 0.5f, 2f })
+        {
+            foreach (KernelPath path in TestSupport.Paths)
+            {
+                (float[] values, float[] gradient, _) = TestSupport.Run(Divergence.TotalVariation, temperature, teacher, (float[])teacher.Clone(), Vocab, path);
+                values.Should().OnlyContain(v => v == 0, $"{shape} T={temperature} {path}");
+                gradient.Should().OnlyContain(g => g == 0, $"{shape} T={temperature} {path}");
+            }
+        }
+    }
+
     public static IEnumerable<object[]> StudentExactOps() =>
         from d in new[] { "reverse_kl", "jsd_0.5", "skew_kl_0.1", "skew_rkl_0.1", "tvd" }
         select new object[] { d };

@@ -465,22 +465,28 @@ internal static unsafe class FusedKernels
             // below overlaps it with the arithmetic; the loop finds the chunk's maxima, and the student's minimum for
             // the support rule, itself): both sides of a teacher-weighted op (with the one-FMA exponent); only the
             // teacher's side of the others (the first side, or the second of reverse KL's student-first pass), whose
-            // student side needs its chunk maximum exactly (its exponential exactly 1, see below); neither side of TVD.
+            // student side needs its chunk maximum exactly (its exponential exactly 1, see below); both sides of TVD,
+            // alike (subtract form on each side, both or neither), so that identical rows still give equal p and q
+            // (its gradient ½ q sign(q − p) carries no log-ratio for a student's rounding to be multiplied by).
             // The chunk is done again relative to its own maxima as below if a running side rises more than
             // RunningMargin above its reference, a sum leaves float's range (a huge log-ratio times 2^y > 1), a side
             // with finite logits has no mass left (all underflowed: the merge reads a sum of 0 as a side of −∞), or
             // a maximum is invalid (the path below reports it).
-            // A teacher-weighted op's first chunk runs too, relative to the maxima of its first vector (a seed that
-            // is never above the chunk's maxima): a row of one chunk then has no maxima loop either (V = 1024: 0.36 →
-            // 0.29 ns/element for forward KL's value, probe).
+            // A teacher-weighted op's (and TVD's) first chunk runs too, relative to the maxima of its first vector (a
+            // seed that is never above the chunk's maxima): a row of one chunk then has no maxima loop either (V = 1024:
+            // 0.36 → 0.29 ns/element for forward KL's value, probe).
             bool runFirst = false, runSecond = false;
-            if (chunks == 0 && Running<TOp>() && len >= TS.Count)
+            if (chunks == 0 && (Running<TOp>() || TOp.SidesAlike) && len >= TS.Count)
             {
                 runT = TS.MaxAcross(TS.Load(t));
                 runS = TS.MaxAcross(TS.Load(s));
             }
 
-            if (!TOp.SidesAlike)
+            if (TOp.SidesAlike)
+            {
+                runFirst = runSecond = float.IsFinite(runT) && float.IsFinite(runS);
+            }
+            else
             {
                 runFirst = (Running<TOp>() || !TOp.StoresLogRatio) && float.IsFinite(runT);
                 runSecond = (Running<TOp>() || TOp.StoresLogRatio) && float.IsFinite(runS);
@@ -513,6 +519,10 @@ internal static unsafe class FusedKernels
                         ChunkSums<TS, TV, TOp, RunningShift>(t, s, ahead, len, -sT, -sS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out trackedT, out trackedS, out trackedMinS);
                         offT = (sT - ((double)refT * c)) / c;
                         offS = (sS - ((double)refS * c)) / c;
+                    }
+                    else if (runFirst && runSecond)
+                    {
+                        ChunkSums<TS, TV, TOp, RunningBothShift>(t, s, ahead, len, refT, refS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out trackedT, out trackedS, out trackedMinS);
                     }
                     else if (runFirst)
                     {
@@ -643,10 +653,10 @@ internal static unsafe class FusedKernels
 
         // A last chunk taken relative to the running reference can leave the merged reference points up to the margin
         // below the row's true maxima; re-based onto them in double, so that log p = (t − max)/T − log Z (the general
-        // kernel's second pass) subtracts nothing larger than before. The teacher-weighted ops' value and chunk factors
-        // take any reference point (rounding aside), so they skip it and its exponentials, which every seeded row of
-        // one chunk would pay.
-        if (!Running<TOp>() && runT > maxT)
+        // kernel's second pass) subtracts nothing larger than before. The teacher-weighted ops' value and chunk factors,
+        // and TVD's (no logarithms), take any reference point (rounding aside), so they skip it and its exponentials,
+        // which every seeded row of one chunk would pay.
+        if (!Running<TOp>() && !TOp.SidesAlike && runT > maxT)
         {
             double d = maxT - runT, k = Math.Exp(d * invT);
             a = k * (a + (zT * Offset(alpha, d, 0, 0) * invT));
@@ -654,7 +664,7 @@ internal static unsafe class FusedKernels
             maxT = runT;
         }
 
-        if (!Running<TOp>() && runS > maxS)
+        if (!Running<TOp>() && !TOp.SidesAlike && runS > maxS)
         {
             double d = maxS - runS;
             a += zT * Offset(0, 0, beta, d) * invT;
