@@ -8,7 +8,8 @@ using Distillation.Benchmarks;
 
 // `dotnet run -c Release --project benchmarks/Distillation.Benchmarks` runs the full matrix;
 // `-- --smoke` runs every benchmark once (no timing), as CI does so the benchmark code never rots;
-// `-- --probe [rows] [vocab] [filter]` is a quick kernel probe and `-- --throughput` measures the instructions' issue rates.
+// `-- --probe [rows] [vocab] [filter]` is a quick kernel probe, `-- --throughput` measures the instructions' issue rates
+// and `-- --bandwidth` what one core's memory traffic costs per element.
 if (args.Length > 0 && args[0] == "--probe")
 {
     Probe.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 256, args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 32000, args.Length > 3 ? args[3] : null);
@@ -18,6 +19,12 @@ if (args.Length > 0 && args[0] == "--probe")
 if (args.Length > 0 && args[0] == "--throughput")
 {
     Throughput.Run();
+    return;
+}
+
+if (args.Length > 0 && args[0] == "--bandwidth")
+{
+    Bandwidth.Run();
     return;
 }
 
