@@ -156,19 +156,6 @@ internal readonly struct RunningSecondShift : IShift
         where TV : struct => SubtractShift.Exponent<TS, TV>(v, c, k);
 }
 
-/// <summary>y = (v − k) · c on both sides, each k the maxima before this chunk (total variation: both sides alike).</summary>
-internal readonly struct RunningBothShift : IShift
-{
-    public static bool TracksFirst => true;
-
-    public static bool TracksSecond => true;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static TV Exponent<TS, TV>(TV v, TV c, TV k)
-        where TS : ISimd<TV>
-        where TV : struct => SubtractShift.Exponent<TS, TV>(v, c, k);
-}
-
 /// <summary>y = (v − k) · c with k = shift (where shift · c leaves float's range).</summary>
 internal readonly struct SubtractShift : IShift
 {

@@ -466,7 +466,7 @@ internal static unsafe class FusedKernels
             // the support rule, itself): both sides of a teacher-weighted op (with the one-FMA exponent); only the
             // teacher's side of the others (the first side, or the second of reverse KL's student-first pass), whose
             // student side needs its chunk maximum exactly (its exponential exactly 1, see below); both sides of TVD,
-            // alike (subtract form on each side, both or neither), so that identical rows still give equal p and q
+            // alike (the same form on each side, both or neither), so that identical rows still give equal p and q
             // (its gradient ½ q sign(q − p) carries no log-ratio for a student's rounding to be multiplied by).
             // The chunk is done again relative to its own maxima as below if a running side rises more than
             // RunningMargin above its reference, a sum leaves float's range (a huge log-ratio times 2^y > 1), a side
@@ -475,25 +475,19 @@ internal static unsafe class FusedKernels
             // A teacher-weighted op's (and TVD's) first chunk runs too, relative to the maxima of its first vector (a
             // seed that is never above the chunk's maxima): a row of one chunk then has no maxima loop either (V = 1024:
             // 0.36 → 0.29 ns/element for forward KL's value, probe).
-            bool runFirst = false, runSecond = false;
-            if (chunks == 0 && (Running<TOp>() || TOp.SidesAlike) && len >= TS.Count)
+            // Both sides in the one-FMA form (the teacher-weighted ops, TVD), both or neither.
+            bool bothSides = Running<TOp>() || TOp.SidesAlike;
+            if (chunks == 0 && bothSides && len >= TS.Count)
             {
                 runT = TS.MaxAcross(TS.Load(t));
                 runS = TS.MaxAcross(TS.Load(s));
             }
 
-            if (TOp.SidesAlike)
+            bool runFirst = (bothSides || !TOp.StoresLogRatio) && float.IsFinite(runT);
+            bool runSecond = (bothSides || TOp.StoresLogRatio) && float.IsFinite(runS);
+            if (bothSides && !(runFirst && runSecond && Math.Abs(runT * c) <= FusedShiftLimit && Math.Abs(runS * c) <= FusedShiftLimit))
             {
-                runFirst = runSecond = float.IsFinite(runT) && float.IsFinite(runS);
-            }
-            else
-            {
-                runFirst = (Running<TOp>() || !TOp.StoresLogRatio) && float.IsFinite(runT);
-                runSecond = (Running<TOp>() || TOp.StoresLogRatio) && float.IsFinite(runS);
-                if (Running<TOp>() && !(runFirst && runSecond && Math.Abs(runT * c) <= FusedShiftLimit && Math.Abs(runS * c) <= FusedShiftLimit))
-                {
-                    runFirst = runSecond = false;
-                }
+                runFirst = runSecond = false;
             }
 
             if (runFirst || runSecond)
@@ -513,16 +507,12 @@ internal static unsafe class FusedKernels
                 if (ValidMax(mt) && ValidMax(ms))
                 {
                     float trackedT, trackedS, trackedMinS;
-                    if (Running<TOp>())
+                    if (bothSides)
                     {
                         float sT = refT * c, sS = refS * c;
                         ChunkSums<TS, TV, TOp, RunningShift>(t, s, ahead, len, -sT, -sS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out trackedT, out trackedS, out trackedMinS);
                         offT = (sT - ((double)refT * c)) / c;
                         offS = (sS - ((double)refS * c)) / c;
-                    }
-                    else if (runFirst && runSecond)
-                    {
-                        ChunkSums<TS, TV, TOp, RunningBothShift>(t, s, ahead, len, refT, refS, c, expT + c0, expS + c0, pending, c0, chunks, out cz, out czs, out ca, out trackedT, out trackedS, out trackedMinS);
                     }
                     else if (runFirst)
                     {

@@ -31,7 +31,7 @@ internal interface IDivergenceOp
     /// <summary>
     /// Whether the op's gradient jumps where p = q (TVD's sign), so that both sides must be computed alike: identical
     /// rows then give exactly equal p and q (a tie, gradient 0). The first pass then takes both sides relative to the
-    /// maxima before a chunk or neither, each in the same (subtract) form.
+    /// maxima before a chunk or neither, each in the same form.
     /// </summary>
     static virtual bool SidesAlike => false;
 
