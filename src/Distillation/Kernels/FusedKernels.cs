@@ -189,6 +189,16 @@ internal static unsafe class FusedKernels
     private const double RunningMargin = 32;
 
     /// <summary>
+    /// The largest offset (base-2 units) a rising chunk may put into the weighted sum of a teacher-weighted op before
+    /// it is done again relative to its own maxima: the sum Σ e_t · (α y_t + β y_s) then carries α·rise_t + β·rise_s
+    /// per unit of mass, which the value takes back from log Z in double, so the float lanes' rounding of the sum is
+    /// multiplied by it (found by review: soft CE of a row whose top logit, 15 above the rest at T = 1, sits in a
+    /// later chunk was 1.1e-5 off with the overflow margin alone). At 4 the peaked rows of the tests stay within a
+    /// fifth of the 1e-5 tolerance.
+    /// </summary>
+    private const double WeightedSumMargin = 4;
+
+    /// <summary>
     /// Whether a chunk taken relative to the running reference has some mass on a side whose logits are finite: a side
     /// whose exponentials all underflowed there (logits finite, far below the reference) has a sum of 0, and the merge
     /// reads a sum of 0 as a side of −∞ only, leaving out the reference's offset from the weighted sum (found by review:
@@ -469,20 +479,12 @@ internal static unsafe class FusedKernels
             // alike (the same form on each side, both or neither), so that identical rows still give equal p and q
             // (its gradient ½ q sign(q − p) carries no log-ratio for a student's rounding to be multiplied by).
             // The chunk is done again relative to its own maxima as below if a running side rises more than
-            // RunningMargin above its reference, a sum leaves float's range (a huge log-ratio times 2^y > 1), a side
+            // RunningMargin above its reference, a teacher-weighted op's weighted sum would carry an offset of more than
+            // WeightedSumMargin (precision, see there), a sum leaves float's range (a huge log-ratio times 2^y > 1), a side
             // with finite logits has no mass left (all underflowed: the merge reads a sum of 0 as a side of −∞), or
             // a maximum is invalid (the path below reports it).
-            // A teacher-weighted op's (and TVD's) first chunk runs too, relative to the maxima of its first vector (a
-            // seed that is never above the chunk's maxima): a row of one chunk then has no maxima loop either (V = 1024:
-            // 0.36 → 0.29 ns/element for forward KL's value, probe).
             // Both sides in the one-FMA form (the teacher-weighted ops, TVD), both or neither.
             bool bothSides = Running<TOp>() || TOp.SidesAlike;
-            if (chunks == 0 && bothSides && len >= TS.Count)
-            {
-                runT = TS.MaxAcross(TS.Load(t));
-                runS = TS.MaxAcross(TS.Load(s));
-            }
-
             bool runFirst = (bothSides || !TOp.StoresLogRatio) && float.IsFinite(runT);
             bool runSecond = (bothSides || TOp.StoresLogRatio) && float.IsFinite(runS);
             if (bothSides && !(runFirst && runSecond && Math.Abs(runT * c) <= FusedShiftLimit && Math.Abs(runS * c) <= FusedShiftLimit))
@@ -534,8 +536,10 @@ internal static unsafe class FusedKernels
                         minS = trackedMinS;
                     }
 
+                    double riseT = runFirst ? (mt - (double)refT) * c : 0, riseS = runSecond ? (ms - (double)refS) * c : 0;
                     done = ValidMax(mt) && ValidMax(ms)
-                        && (!runFirst || ((mt - (double)refT) * c) <= RunningMargin) && (!runSecond || ((ms - (double)refS) * c) <= RunningMargin)
+                        && riseT <= RunningMargin && riseS <= RunningMargin
+                        && Math.Abs(Offset(alpha, Math.Max(riseT, 0), beta, Math.Max(riseS, 0))) <= WeightedSumMargin
                         && double.IsFinite(cz) && double.IsFinite(czs) && double.IsFinite(ca) && MassWhereFinite(cz, mt) && MassWhereFinite(czs, ms);
                 }
             }
@@ -644,8 +648,8 @@ internal static unsafe class FusedKernels
         // A last chunk taken relative to the running reference can leave the merged reference points up to the margin
         // below the row's true maxima; re-based onto them in double, so that log p = (t − max)/T − log Z (the general
         // kernel's second pass) subtracts nothing larger than before. The teacher-weighted ops' value and chunk factors,
-        // and TVD's (no logarithms), take any reference point (rounding aside), so they skip it and its exponentials,
-        // which every seeded row of one chunk would pay.
+        // and TVD's (no logarithms), take any reference point within the margins (rounding aside), so they skip it and
+        // its two exponentials in double.
         if (!Running<TOp>() && !TOp.SidesAlike && runT > maxT)
         {
             double d = maxT - runT, k = Math.Exp(d * invT);
