@@ -416,7 +416,8 @@ internal static unsafe class FusedKernels
     /// The first pass of the chunked kernels, the only one that reads the inputs from memory. Per chunk of at most
     /// <see cref="Chunk"/> columns: the chunk maxima, then y = (v − max) · log2(e)/T, e_t = 2^y_t and e_s = 2^y_s (stored in
     /// the bank), Z_t, Z_s and, for teacher-weighted ops, A = Σ e_t · f(y_t, y_s); the chunks are merged online in
-    /// double into statistics relative to the row maxima. The op's +∞ rule is checked on the raw logits, and only in
+    /// double into statistics relative to the row's reference points (its maxima, or for the ops that skip the final
+    /// re-basing up to the margins below them). The op's +∞ rule is checked on the raw logits, and only in
     /// chunks where the relevant side has a −∞ at all. A <paramref name="deferred"/> gradient of the previous row is
     /// written chunk by chunk in the same loop and then cleared.
     /// </summary>
@@ -694,7 +695,7 @@ internal static unsafe class FusedKernels
     /// <summary>The shift a chunk's values are taken relative to: its maximum, or 0 for a chunk with no possible token.</summary>
     private static float ShiftOf(float max) => float.IsNegativeInfinity(max) ? 0 : max;
 
-    /// <summary>A row's merged statistics from <see cref="ChunkedPass{TS, TV, TOp}"/>, relative to the row maxima (raw logit units).</summary>
+    /// <summary>A row's merged statistics from <see cref="ChunkedPass{TS, TV, TOp}"/>, relative to its reference points MaxT, MaxS (raw logit units; the row maxima, or below them within the running margins for the ops that skip the re-basing).</summary>
     private readonly record struct RowStatistics(double MaxT, double MaxS, double ZT, double ZS, double A, bool Infinite)
     {
         /// <summary>p_j = e_t,j · cp and q_j = e_s,j · cq for the stored exponentials of chunk <paramref name="chunk"/> (relative to its reference points).</summary>

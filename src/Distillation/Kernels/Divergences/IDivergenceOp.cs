@@ -50,7 +50,7 @@ internal interface IDivergenceOp
     /// </summary>
     static virtual bool StoresLogRatio => false;
 
-    /// <summary>For teacher-weighted ops: the row value from the mean of the weighted sum under p (row maxima subtracted) and log Z of both sides.</summary>
+    /// <summary>For teacher-weighted ops: the row value from the mean of the weighted sum under p (the row's reference points subtracted: its maxima, or points below them) and log Z of both sides, relative to the same points.</summary>
     static virtual double FromWeightedMean(double mean, double logZT, double logZS) => double.NaN;
 
     /// <summary>The scalar reference: term_j and qg_j = q_j ∂L/∂q_j in double precision.</summary>
@@ -109,7 +109,7 @@ internal enum InfinityRule
     StudentMassWithoutTeacher = 2,
 }
 
-/// <summary>The teacher-weighted sum Σ e_t · f a single-pass op needs, with x_t = (t − max_t)/T and x_s = (s − max_s)/T.</summary>
+/// <summary>The teacher-weighted sum Σ e_t · f a single-pass op needs, with x_t = (t − m_t)/T and x_s = (s − m_s)/T for the row's reference points m (its maxima, or points below them).</summary>
 internal enum TeacherWeightedSum
 {
     /// <summary>Not a single-pass op.</summary>
