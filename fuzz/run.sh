@@ -105,9 +105,18 @@ main() {
     fi
     if (( ${#crashes[@]} > 0 )); then
         note "${#crashes[@]} crashing inputs: replaying them"
-        "${harness[@]}" --replay "${crashes[@]}" | sed 's/^/   /'
-        note "(a crash that does not reproduce on replay is one whose process died or ran out of memory under afl-fuzz)"
-        failed=1
+        for crash in "${crashes[@]}"; do
+            if "${harness[@]}" --replay "$crash" | sed 's/^/   /'; [[ ${PIPESTATUS[0]} -ne 0 ]]; then
+                failed=1
+            elif [[ $(basename "$crash") == *,sig:02,* ]]; then
+                # SIGINT: the process was interrupted from outside (no library code raises it) and the input replays
+                # clean, so it is kept but not counted (seen once in CI, at 0.3 s into a run, not since).
+                note "$(basename "$crash"): interrupted (SIGINT) under afl-fuzz and clean on replay; not counted"
+            else
+                note "(a crash that does not reproduce on replay is one whose process died or ran out of memory under afl-fuzz)"
+                failed=1
+            fi
+        done
     fi
 
     if (( failed )); then
