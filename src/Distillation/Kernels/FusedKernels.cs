@@ -214,6 +214,11 @@ internal static unsafe class FusedKernels
     private static bool Running<TOp>()
         where TOp : struct, IDivergenceOp => TOp.WeightedSum != TeacherWeightedSum.None && !TOp.StoresLogRatio;
 
+    /// <summary>Whether the first pass takes both sides of <typeparamref name="TOp"/> relative to the running reference, in the one-FMA form, both or neither (the teacher-weighted ops, TVD).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool BothSides<TOp>()
+        where TOp : struct, IDivergenceOp => Running<TOp>() || TOp.SidesAlike;
+
     /// <summary>The largest |shift · c| for which the chunked kernels form exponents with one FMA (see <see cref="ChunkedPass{TS, TV, TOp}"/>).</summary>
     private const float FusedShiftLimit = 1 << 20;
 
@@ -484,8 +489,7 @@ internal static unsafe class FusedKernels
             // WeightedSumMargin (precision, see there), a sum leaves float's range (a huge log-ratio times 2^y > 1), a side
             // with finite logits has no mass left (all underflowed: the merge reads a sum of 0 as a side of −∞), or
             // a maximum is invalid (the path below reports it).
-            // Both sides in the one-FMA form (the teacher-weighted ops, TVD), both or neither.
-            bool bothSides = Running<TOp>() || TOp.SidesAlike;
+            bool bothSides = BothSides<TOp>();
             bool runFirst = (bothSides || !TOp.StoresLogRatio) && float.IsFinite(runT);
             bool runSecond = (bothSides || TOp.StoresLogRatio) && float.IsFinite(runS);
             if (bothSides && !(runFirst && runSecond && Math.Abs(runT * c) <= FusedShiftLimit && Math.Abs(runS * c) <= FusedShiftLimit))
@@ -651,7 +655,7 @@ internal static unsafe class FusedKernels
         // kernel's second pass) subtracts nothing larger than before. The teacher-weighted ops' value and chunk factors,
         // and TVD's (no logarithms), take any reference point within the margins (rounding aside), so they skip it and
         // its two exponentials in double.
-        if (!Running<TOp>() && !TOp.SidesAlike && runT > maxT)
+        if (!BothSides<TOp>() && runT > maxT)
         {
             double d = maxT - runT, k = Math.Exp(d * invT);
             a = k * (a + (zT * Offset(alpha, d, 0, 0) * invT));
@@ -659,7 +663,7 @@ internal static unsafe class FusedKernels
             maxT = runT;
         }
 
-        if (!Running<TOp>() && !TOp.SidesAlike && runS > maxS)
+        if (!BothSides<TOp>() && runS > maxS)
         {
             double d = maxS - runS;
             a += zT * Offset(0, 0, beta, d) * invT;
@@ -1234,7 +1238,7 @@ internal readonly unsafe struct RowSources(float* first, float* second, Half* fi
 /// <summary>
 /// Where the next chunk of each source starts (the next row's first chunk past the end of the row), for prefetching it
 /// into L1 while this chunk is computed (16 KB of 48 KB): the next chunk's loop then reads from L1 instead of waiting
-/// on L2 or memory (into L2 only, rows of V = 1024 cost 0.46 against 0.43 ns/element for forward KL, probe). A
+/// on L2 or memory (into L2 instead: the same within the noise, 0.99–1.05 in a probe of 8192 × 1024 and 256 × 32000). A
 /// prefetch never faults, past the end of the inputs included.
 /// </summary>
 internal readonly unsafe struct Ahead
