@@ -28,13 +28,23 @@ internal static class Throughput
         Measure("vfmadd (FMA)", Chains<FmaOp>, 8);
         Measure("vaddps", Chains<AddOp>, 8);
         Measure("vmaxps", Chains<MaxOp>, 8);
-        Measure("FMA + add, 8 each", Mixed, 16);
+        Measure("FMA + add, 8 each", Mixed<FmaOp, AddOp>, 16);
         Measure("vreduceps", Chains<ReduceOp>, 8);
         Measure("vscalefps", Chains<ScaleOp>, 8);
         Measure("vgetexpps", Chains<GetExponentOp>, 8);
         Measure("vgetmantps", Chains<GetMantissaOp>, 8);
         Measure("vpermps", Chains<PermuteOp>, 8);
         Measure("vdivps", Chains<DivideOp>, 8);
+        Console.WriteLine("pairs (8 chains each; a sum near the two rates added means separate pipes)");
+        Measure("FMA + vreduceps", Mixed<FmaOp, ReduceOp>, 16);
+        Measure("FMA + vscalefps", Mixed<FmaOp, ScaleOp>, 16);
+        Measure("add + vreduceps", Mixed<AddOp, ReduceOp>, 16);
+        Measure("add + vscalefps", Mixed<AddOp, ScaleOp>, 16);
+        Measure("vreduceps + vscalefps", Mixed<ReduceOp, ScaleOp>, 16);
+        Measure("FMA + vgetmantps", Mixed<FmaOp, GetMantissaOp>, 16);
+        Measure("add + vgetmantps", Mixed<AddOp, GetMantissaOp>, 16);
+        Measure("FMA + vpermps", Mixed<FmaOp, PermuteOp>, 16);
+        Measure("add + vpermps", Mixed<AddOp, PermuteOp>, 16);
     }
 
     private static void Measure(string name, Func<V> body, int perIteration)
@@ -74,30 +84,32 @@ internal static class Throughput
         return a + b + c + d + e + f + g + h;
     }
 
-    /// <summary>Eight FMA chains interleaved with eight add chains.</summary>
+    /// <summary>Eight chains of <typeparamref name="TA"/> interleaved with eight of <typeparamref name="TB"/>: whether the two share a pipe.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static V Mixed()
+    private static V Mixed<TA, TB>()
+        where TA : struct, IOp
+        where TB : struct, IOp
     {
-        V a = V.One, b = a, c = a, d = a, e = a, f = a, g = a, h = a;
-        V a2 = a, b2 = a, c2 = a, d2 = a, e2 = a, f2 = a, g2 = a, h2 = a;
+        V a = TA.Start, b = a, c = a, d = a, e = a, f = a, g = a, h = a;
+        V a2 = TB.Start, b2 = a2, c2 = a2, d2 = a2, e2 = a2, f2 = a2, g2 = a2, h2 = a2;
         for (int i = 0; i < Iterations; i++)
         {
-            a = FmaOp.Apply(a);
-            a2 = AddOp.Apply(a2);
-            b = FmaOp.Apply(b);
-            b2 = AddOp.Apply(b2);
-            c = FmaOp.Apply(c);
-            c2 = AddOp.Apply(c2);
-            d = FmaOp.Apply(d);
-            d2 = AddOp.Apply(d2);
-            e = FmaOp.Apply(e);
-            e2 = AddOp.Apply(e2);
-            f = FmaOp.Apply(f);
-            f2 = AddOp.Apply(f2);
-            g = FmaOp.Apply(g);
-            g2 = AddOp.Apply(g2);
-            h = FmaOp.Apply(h);
-            h2 = AddOp.Apply(h2);
+            a = TA.Apply(a);
+            a2 = TB.Apply(a2);
+            b = TA.Apply(b);
+            b2 = TB.Apply(b2);
+            c = TA.Apply(c);
+            c2 = TB.Apply(c2);
+            d = TA.Apply(d);
+            d2 = TB.Apply(d2);
+            e = TA.Apply(e);
+            e2 = TB.Apply(e2);
+            f = TA.Apply(f);
+            f2 = TB.Apply(f2);
+            g = TA.Apply(g);
+            g2 = TB.Apply(g2);
+            h = TA.Apply(h);
+            h2 = TB.Apply(h2);
         }
 
         return a + b + c + d + e + f + g + h + a2 + b2 + c2 + d2 + e2 + f2 + g2 + h2;

@@ -833,6 +833,7 @@ internal static unsafe class FusedKernels
         // y = v · c − shift (one FMA, see ChunkedPass) or (v − shift) · c; −∞ becomes −FLT_MAX, whose 2^y is exactly 0.
         TV vC = TS.Splat(c), vShiftT = TS.Splat(shiftT), vShiftS = TS.Splat(shiftS);
         TV accZT = TS.Zero, accZS = TS.Zero, accA = TS.Zero;
+        Exp2Constants<TS, TV> exp2 = Exp2Constants<TS, TV>.Create();
         // With a tracking shift, the chunk's raw maxima (and the student's minimum) found in the same loop.
         TV vMaxT = TS.Splat(float.NegativeInfinity), vMaxS = vMaxT, vMinS = TS.Splat(float.PositiveInfinity);
         int w = TS.Count, full = n / w, k = 0;
@@ -853,7 +854,7 @@ internal static unsafe class FusedKernels
         for (; k < streamed; k++)
         {
             ahead.Prefetch(k * w);
-            Step<TS, TV, TOp, TShift>(t, s, k * w, vShiftT, vShiftS, vC, expT, expS, ref accZT, ref accZS, ref accA, ref vMaxT, ref vMaxS, ref vMinS);
+            Step<TS, TV, TOp, TShift>(t, s, k * w, vShiftT, vShiftS, vC, expT, expS, exp2, ref accZT, ref accZS, ref accA, ref vMaxT, ref vMaxS, ref vMinS);
             int j = head + (k * w);
             TS.StoreNonTemporal(TForm.Combine<TS, TV>(TS.Load(x + j), TS.Load(y + j), va, vb), dest + j);
         }
@@ -861,7 +862,7 @@ internal static unsafe class FusedKernels
         for (; k < full; k++)
         {
             ahead.Prefetch(k * w);
-            Step<TS, TV, TOp, TShift>(t, s, k * w, vShiftT, vShiftS, vC, expT, expS, ref accZT, ref accZS, ref accA, ref vMaxT, ref vMaxS, ref vMinS);
+            Step<TS, TV, TOp, TShift>(t, s, k * w, vShiftT, vShiftS, vC, expT, expS, exp2, ref accZT, ref accZS, ref accA, ref vMaxT, ref vMaxS, ref vMinS);
         }
 
         zT = TS.SumAcross(accZT);
@@ -875,7 +876,7 @@ internal static unsafe class FusedKernels
             // The overlapping last vector: its lanes already summed are masked out; the stores rewrite equal values.
             TV keep = TS.TailMask(n - (full * w));
             TV tailZT = TS.Zero, tailZS = TS.Zero, tailA = TS.Zero;
-            Step<TS, TV, TOp, TShift>(t, s, n - w, vShiftT, vShiftS, vC, expT, expS, ref tailZT, ref tailZS, ref tailA, ref vMaxT, ref vMaxS, ref vMinS);
+            Step<TS, TV, TOp, TShift>(t, s, n - w, vShiftT, vShiftS, vC, expT, expS, exp2, ref tailZT, ref tailZS, ref tailA, ref vMaxT, ref vMaxS, ref vMinS);
             zT += TS.SumAcross(TS.Select(keep, tailZT, TS.Zero));
             zS += TS.SumAcross(TS.Select(keep, tailZS, TS.Zero));
             a += TS.SumAcross(TS.Select(keep, tailA, TS.Zero));
@@ -906,7 +907,7 @@ internal static unsafe class FusedKernels
 
     /// <summary>One vector of <see cref="ChunkSums{TS, TV, TOp, TForm, TShift}"/> at column <paramref name="i"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step<TS, TV, TOp, TShift>(float* t, float* s, int i, TV vShiftT, TV vShiftS, TV vC, float* expT, float* expS, ref TV accZT, ref TV accZS, ref TV accA, ref TV maxT, ref TV maxS, ref TV minS)
+    private static void Step<TS, TV, TOp, TShift>(float* t, float* s, int i, TV vShiftT, TV vShiftS, TV vC, float* expT, float* expS, in Exp2Constants<TS, TV> exp2, ref TV accZT, ref TV accZS, ref TV accA, ref TV maxT, ref TV maxS, ref TV minS)
         where TS : ISimd<TV>
         where TV : struct
         where TOp : struct, IDivergenceOp
@@ -938,7 +939,7 @@ internal static unsafe class FusedKernels
             ys = TS.AtLeastLowest(ys);
         }
 
-        TV et = SimdMath.Exp2<TS, TV>(yt), es = SimdMath.Exp2<TS, TV>(ys);
+        TV et = SimdMath.Exp2<TS, TV>(yt, exp2), es = SimdMath.Exp2<TS, TV>(ys, exp2);
         TS.Store(et, expT + i);
         accZT = TS.Add(accZT, et);
         accZS = TS.Add(accZS, es);
