@@ -63,7 +63,7 @@ internal static class Probe
             cases.Add(("ForwardKL half rows 1 thread", () => oneA.Compute(tA, sA, g.AsSpan(pad, half))));
         }
 
-        foreach (int k in new[] { 20, 128 })
+        foreach (int k in only is null || only.Contains("top-", StringComparison.Ordinal) ? new[] { 20, 128 } : [])
         {
             // A top-k teacher cut from the dense one (binary16 log-probabilities, rest bucket), as SparseBenchmarks.
             var topK = Shapes.TopK(t, rows, vocab, k);
@@ -77,7 +77,8 @@ internal static class Probe
 
         if (only is not null)
         {
-            cases.RemoveAll(c => !c.Name.Contains(only, StringComparison.Ordinal));
+            // A filter starting with '=' names one case exactly; otherwise every case whose name contains it runs.
+            cases.RemoveAll(c => only.StartsWith('=') ? c.Name != only[1..] : !c.Name.Contains(only, StringComparison.Ordinal));
         }
 
         // Three rounds over all cases, each case's best median kept: a busy moment on a shared machine spoils one round.

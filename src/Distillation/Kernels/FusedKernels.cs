@@ -204,9 +204,11 @@ internal static unsafe class FusedKernels
     /// reads a sum of 0 as a side of −∞ only, leaving out the reference's offset from the weighted sum (found by review:
     /// forward KL off by a third of a 10-logit rise). Such a chunk is done again relative to its own maxima.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool MassWhereFinite(double sum, float max) => sum > 0 || float.IsNegativeInfinity(max);
 
     /// <summary>Whether a chunk maximum is a valid one (not NaN or +∞; −∞ is a chunk of impossible tokens).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool ValidMax(float max) => !float.IsNaN(max) && !float.IsPositiveInfinity(max);
 
     /// <summary>Whether the first pass of <typeparamref name="TOp"/> takes chunks after the first relative to the maxima before them (the teacher-weighted ops).</summary>
@@ -232,6 +234,7 @@ internal static unsafe class FusedKernels
     public static long RoundUp(long n) => (n + 15) & ~15L;
 
     /// <summary>The length of the chunk starting <paramref name="remaining"/> columns before the row's end (the last two share the rest evenly).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int ChunkLength(int remaining) => remaining <= Chunk ? remaining : remaining < 2 * Chunk ? remaining / 2 : Chunk;
 
     /// <summary>
@@ -694,18 +697,22 @@ internal static unsafe class FusedKernels
     }
 
     /// <summary>α·dT + β·dS, leaving out a side whose weight is 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static double Offset(double alpha, double dT, double beta, double dS) => (alpha == 0 ? 0 : alpha * dT) + (beta == 0 ? 0 : beta * dS);
 
     /// <summary>The shift a chunk's values are taken relative to: its maximum, or 0 for a chunk with no possible token.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float ShiftOf(float max) => float.IsNegativeInfinity(max) ? 0 : max;
 
     /// <summary>A row's merged statistics from <see cref="ChunkedPass{TS, TV, TOp}"/>, relative to its reference points MaxT, MaxS (raw logit units; the row maxima, or below them within the running margins for the ops that skip the re-basing).</summary>
     private readonly record struct RowStatistics(double MaxT, double MaxS, double ZT, double ZS, double A, bool Infinite)
     {
         /// <summary>p_j = e_t,j · cp and q_j = e_s,j · cq for the stored exponentials of chunk <paramref name="chunk"/> (relative to its reference points).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public (float Cp, float Cq) ChunkFactors(float* shifts, int chunk, float invT) => ChunkFactors(shifts, chunk, invT, 1, 1);
 
         /// <summary>As <see cref="ChunkFactors(float*, int, float)"/>, times <paramref name="scaleP"/> and <paramref name="scaleQ"/> in double (rounded once).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public (float Cp, float Cq) ChunkFactors(float* shifts, int chunk, float invT, double scaleP, double scaleQ)
         {
             float mt = shifts[ChunkStride * chunk], ms = shifts[(ChunkStride * chunk) + 1];
@@ -785,9 +792,11 @@ internal static unsafe class FusedKernels
     }
 
     /// <summary>e^x, without the call where x is 0 (the chunk holding the maximum; a single-chunk row never calls it) or −∞.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static double ExpOrOne(double x) => x == 0 ? 1 : double.IsNegativeInfinity(x) ? 0 : Math.Exp(x);
 
     /// <summary>w · x, with 0 · (±∞) = 0: a weight that underflowed to 0 drops its term.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static double Scaled(double w, double x) => w == 0 ? 0 : w * x;
 
     /// <summary>Picks the <see cref="IGradientForm"/> of the deferred gradient (if any) for <see cref="ChunkSums{TS, TV, TOp, TForm, TShift}"/>.</summary>
@@ -1249,6 +1258,7 @@ internal readonly unsafe struct Ahead
     private readonly int _firstBytes;
     private readonly int _secondBytes;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Ahead(in RowSources sources, int column)
     {
         _firstBytes = sources.FirstHalf != null ? sizeof(Half) : sizeof(float);
