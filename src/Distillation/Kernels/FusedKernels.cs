@@ -474,7 +474,9 @@ internal static unsafe class FusedKernels
                 s = sources.Widened;
             }
 
-            var ahead = new Ahead(sources, c0 + len);
+            // The next chunk: this row's, or past its end the next row's first (as long as a row's first chunk).
+            int next = c0 + len;
+            var ahead = new Ahead(sources, next, len, ChunkLength(next < n ? n - next : n));
             double cz = 0, czs = 0, ca = 0, offT = 0, offS = 0;
             float mt = 0, ms = 0, minT = float.PositiveInfinity, minS = float.PositiveInfinity, refT = 0, refS = 0;
             bool done = false;
@@ -1257,10 +1259,14 @@ internal readonly unsafe struct Ahead
     private readonly byte* _second;
     private readonly int _firstBytes;
     private readonly int _secondBytes;
+    private readonly int _length;
+    private readonly int _beyond;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public Ahead(in RowSources sources, int column)
+    public Ahead(in RowSources sources, int column, int length, int nextLength)
     {
+        _length = length;
+        _beyond = nextLength - length;
         _firstBytes = sources.FirstHalf != null ? sizeof(Half) : sizeof(float);
         _secondBytes = sources.SecondHalf != null ? sizeof(Half) : sizeof(float);
         _first = sources.FirstHalf != null ? (byte*)(sources.FirstHalf + column) : (byte*)(sources.First + column);
@@ -1281,6 +1287,22 @@ internal readonly unsafe struct Ahead
             if (((i * _secondBytes) & 63) == 0)
             {
                 System.Runtime.Intrinsics.X86.Sse.Prefetch0(_second + (i * _secondBytes));
+            }
+
+            if (i < _beyond)
+            {
+                // The next chunk is longer than this one (a row's last chunks are shorter than its first): its columns
+                // past this chunk's length are prefetched too, two per vector of this chunk.
+                int j = i + _length;
+                if (((j * _firstBytes) & 63) == 0)
+                {
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(_first + (j * _firstBytes));
+                }
+
+                if (((j * _secondBytes) & 63) == 0)
+                {
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(_second + (j * _secondBytes));
+                }
             }
         }
     }
