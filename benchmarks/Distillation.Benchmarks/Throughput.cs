@@ -35,7 +35,7 @@ internal static class Throughput
         Measure("vgetmantps", Chains<GetMantissaOp>, 8);
         Measure("vpermps", Chains<PermuteOp>, 8);
         Measure("vdivps", Chains<DivideOp>, 8);
-        Console.WriteLine("pairs (8 chains each; a sum near the two rates added means separate pipes)");
+        Console.WriteLine("pairs, 8 chains each: separate pipes finish in the slower one's time alone (twice the slower rate), shared ones in the two times added");
         Measure("FMA + vreduceps", Mixed<FmaOp, ReduceOp>, 16);
         Measure("FMA + vscalefps", Mixed<FmaOp, ScaleOp>, 16);
         Measure("add + vreduceps", Mixed<AddOp, ReduceOp>, 16);

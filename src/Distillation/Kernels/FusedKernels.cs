@@ -198,6 +198,10 @@ internal static unsafe class FusedKernels
     /// </summary>
     private const double WeightedSumMargin = 4;
 
+    // The small helpers of the row drivers (this one, ValidMax, ChunkLength, Offset, ShiftOf, ExpOrOne, Scaled, Ahead's
+    // constructor, RowStatistics' chunk factors) are AggressiveInlining: called from the AggressiveOptimization drivers,
+    // the JIT compiled them as calls, at first into their unoptimised tier-0 code.
+
     /// <summary>
     /// Whether a chunk taken relative to the running reference has some mass on a side whose logits are finite: a side
     /// whose exponentials all underflowed there (logits finite, far below the reference) has a sum of 0, and the merge
@@ -1257,9 +1261,11 @@ internal readonly unsafe struct Ahead
 {
     private readonly byte* _first;
     private readonly byte* _second;
+    private readonly int _firstBytes;
+    private readonly int _secondBytes;
     private readonly int _firstEnd;
     private readonly int _secondEnd;
-    private readonly bool _twice;
+    private readonly int _rate;
 
     /// <summary>
     /// The next chunk: <paramref name="nextLength"/> columns from <paramref name="column"/> of each source, which starts
@@ -1268,46 +1274,54 @@ internal readonly unsafe struct Ahead
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Ahead(in RowSources sources, int column, int nextLength, bool nextRow)
     {
-        _firstEnd = nextLength * (sources.FirstHalf != null ? sizeof(Half) : sizeof(float));
-        _secondEnd = nextLength * (sources.SecondHalf != null ? sizeof(Half) : sizeof(float));
+        _firstBytes = sources.FirstHalf != null ? sizeof(Half) : sizeof(float);
+        _secondBytes = sources.SecondHalf != null ? sizeof(Half) : sizeof(float);
+        _firstEnd = nextLength * _firstBytes;
+        _secondEnd = nextLength * _secondBytes;
         _first = sources.FirstHalf != null ? (byte*)(sources.FirstHalf + column) : (byte*)(sources.First + column);
         _second = sources.SecondHalf != null ? (byte*)(sources.SecondHalf + column) : (byte*)(sources.Second + column);
-        _twice = nextRow;
+        _rate = nextRow ? 2 : 1;
     }
 
     /// <summary>
-    /// For the vector at column <paramref name="i"/> of this chunk (one call per vector, in order): the next 64-byte line
-    /// of each source's next chunk, or the next two when that chunk starts the next row, while any are left.
+    /// For the vector at column <paramref name="i"/> of this chunk (one call per vector, in order): at each 64-byte line
+    /// of a source in this chunk, the next line of that source's next chunk, or the next two when that chunk starts the
+    /// next row, while any are left.
     /// </summary>
     /// <remarks>
-    /// Within a row the next chunk is never longer than this one, and a line per line keeps it from arriving (and
-    /// taking L1) much before it is read (two per line: 256×32000 20–30% slower). The next row's first chunk is read
-    /// first by its maxima loop, at once: at a line per line its last lines were asked for just before that loop read
-    /// them (a profile put the loop at 13% of forward KL's time at V = 1024), and a row's last chunk can be shorter than
-    /// the next row's first (V = 32000: 1664 against 2048).
+    /// Within a row the next chunk is at most one column longer than this one (the last two share the rest), and a line
+    /// per line keeps it from arriving (and taking L1) long before it is read: two per line everywhere was 20–30%
+    /// slower at 256 × 32000. The next row's first chunk is read first by its maxima loop, at once: at a line per line
+    /// its last lines were asked for just before that loop read them (a profile put the loop at 13% of forward KL's
+    /// time at V = 1024), and a row's last chunk can be shorter than the next row's first (V = 32000: 1664 against
+    /// 2048), whose last 384 columns nobody asked for. Two lines per line ask for all of it by the time two thirds of
+    /// the last chunk are done (at equal lengths, by its middle).
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Prefetch(int i)
     {
-        if (System.Runtime.Intrinsics.X86.Sse.IsSupported && ((i * sizeof(float)) & 63) == 0)
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
         {
-            int at = _twice ? i * sizeof(float) * 2 : i * sizeof(float);
-            if (at < _firstEnd)
+            Lines(_first, i * _firstBytes, _firstEnd);
+            Lines(_second, i * _secondBytes, _secondEnd);
+        }
+    }
+
+    /// <summary>At the start of a 64-byte line (byte <paramref name="at"/> of this chunk): the next <c>_rate</c> lines of the next chunk, those before <paramref name="end"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Lines(byte* next, int at, int end)
+    {
+        if ((at & 63) == 0)
+        {
+            int from = at * _rate;
+            if (from < end)
             {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(_first + at);
-                if (_twice)
-                {
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(_first + at + 64);
-                }
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(next + from);
             }
 
-            if (at < _secondEnd)
+            if (_rate == 2 && from + 64 < end)
             {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(_second + at);
-                if (_twice)
-                {
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(_second + at + 64);
-                }
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(next + from + 64);
             }
         }
     }
