@@ -480,7 +480,7 @@ internal static unsafe class FusedKernels
 
             // The next chunk: this row's, or past its end the next row's first (as long as a row's first chunk).
             int next = c0 + len;
-            var ahead = new Ahead(sources, next, ChunkLength(next < n ? n - next : n), next >= n);
+            var ahead = new Ahead(sources, next, len, ChunkLength(next < n ? n - next : n));
             double cz = 0, czs = 0, ca = 0, offT = 0, offS = 0;
             float mt = 0, ms = 0, minT = float.PositiveInfinity, minS = float.PositiveInfinity, refT = 0, refS = 0;
             bool done = false;
@@ -1263,65 +1263,50 @@ internal readonly unsafe struct Ahead
     private readonly byte* _second;
     private readonly int _firstBytes;
     private readonly int _secondBytes;
-    private readonly int _firstEnd;
-    private readonly int _secondEnd;
-    private readonly int _rate;
+    private readonly int _length;
+    private readonly int _beyond;
 
-    /// <summary>
-    /// The next chunk: <paramref name="nextLength"/> columns from <paramref name="column"/> of each source, which starts
-    /// the next row when <paramref name="nextRow"/>.
-    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public Ahead(in RowSources sources, int column, int nextLength, bool nextRow)
+    public Ahead(in RowSources sources, int column, int length, int nextLength)
     {
+        _length = length;
+        _beyond = nextLength - length;
         _firstBytes = sources.FirstHalf != null ? sizeof(Half) : sizeof(float);
         _secondBytes = sources.SecondHalf != null ? sizeof(Half) : sizeof(float);
-        _firstEnd = nextLength * _firstBytes;
-        _secondEnd = nextLength * _secondBytes;
         _first = sources.FirstHalf != null ? (byte*)(sources.FirstHalf + column) : (byte*)(sources.First + column);
         _second = sources.SecondHalf != null ? (byte*)(sources.SecondHalf + column) : (byte*)(sources.Second + column);
-        _rate = nextRow ? 2 : 1;
     }
 
-    /// <summary>
-    /// For the vector at column <paramref name="i"/> of this chunk (one call per vector, in order): at each 64-byte line
-    /// of a source in this chunk, the next line of that source's next chunk, or the next two when that chunk starts the
-    /// next row, while any are left.
-    /// </summary>
-    /// <remarks>
-    /// Within a row the next chunk is at most one column longer than this one (the last two share the rest), and a line
-    /// per line keeps it from arriving (and taking L1) long before it is read: two per line everywhere was 20–30%
-    /// slower at 256 × 32000. The next row's first chunk is read first by its maxima loop, at once: at a line per line
-    /// its last lines were asked for just before that loop read them (a profile put the loop at 13% of forward KL's
-    /// time at V = 1024), and a row's last chunk can be shorter than the next row's first (V = 32000: 1664 against
-    /// 2048), whose last 384 columns nobody asked for. Two lines per line ask for all of it by the time two thirds of
-    /// the last chunk are done (at equal lengths, by its middle).
-    /// </remarks>
+    /// <summary>One prefetch per 64-byte line of each source, for the vector at column <paramref name="i"/> of this chunk.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Prefetch(int i)
     {
         if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
         {
-            Lines(_first, i * _firstBytes, _firstEnd);
-            Lines(_second, i * _secondBytes, _secondEnd);
-        }
-    }
-
-    /// <summary>At the start of a 64-byte line (byte <paramref name="at"/> of this chunk): the next <c>_rate</c> lines of the next chunk, those before <paramref name="end"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Lines(byte* next, int at, int end)
-    {
-        if ((at & 63) == 0)
-        {
-            int from = at * _rate;
-            if (from < end)
+            if (((i * _firstBytes) & 63) == 0)
             {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(next + from);
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(_first + (i * _firstBytes));
             }
 
-            if (_rate == 2 && from + 64 < end)
+            if (((i * _secondBytes) & 63) == 0)
             {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(next + from + 64);
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(_second + (i * _secondBytes));
+            }
+
+            if (i < _beyond)
+            {
+                // The next chunk is longer than this one (a row's last chunks are shorter than its first): its columns
+                // past this chunk's length are prefetched too, two per vector of this chunk.
+                int j = i + _length;
+                if (((j * _firstBytes) & 63) == 0)
+                {
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(_first + (j * _firstBytes));
+                }
+
+                if (((j * _secondBytes) & 63) == 0)
+                {
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(_second + (j * _secondBytes));
+                }
             }
         }
     }
