@@ -106,22 +106,12 @@ internal static class SimdMath
 }
 
 /// <summary>The coefficients of <see cref="SimdMath.Exp2{TS, TV}(TV, in Exp2Constants{TS, TV})"/>, broadcast once.</summary>
-internal readonly struct Exp2Constants<TS, TV>
+internal readonly struct Exp2Constants<TS, TV>(TV c5, TV c4, TV c3, TV c2, TV c1, TV one)
     where TS : ISimd<TV>
     where TV : struct
 {
     /// <summary>The coefficients of 2^f ≈ 1 + C1·f + C2·f² + … + C5·f⁵ (evaluated as 1 + f·q(f)), and 1.</summary>
-    public readonly TV C5, C4, C3, C2, C1, One;
-
-    private Exp2Constants(TV c5, TV c4, TV c3, TV c2, TV c1, TV one)
-    {
-        C5 = c5;
-        C4 = c4;
-        C3 = c3;
-        C2 = c2;
-        C1 = c1;
-        One = one;
-    }
+    public readonly TV C5 = c5, C4 = c4, C3 = c3, C2 = c2, C1 = c1, One = one;
 
     /// <summary>The coefficients broadcast to every lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
