@@ -110,7 +110,7 @@ main() {
                 failed=1
             elif [[ $(basename "$crash") == *,sig:02,* ]]; then
                 # SIGINT: the process was interrupted from outside (no library code raises it) and the input replays
-                # clean, so it is kept but not counted (seen once in CI, at 0.3 s into a run, not since).
+                # clean, so it is kept but not counted (seen in CI runs of 2026-11-23 and -24, each within the first seconds).
                 note "$(basename "$crash"): interrupted (SIGINT) under afl-fuzz and clean on replay; not counted"
             else
                 note "(a crash that does not reproduce on replay is one whose process died or ran out of memory under afl-fuzz)"

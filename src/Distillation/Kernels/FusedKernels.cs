@@ -1283,31 +1283,28 @@ internal readonly unsafe struct Ahead
     {
         if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
         {
-            if (((i * _firstBytes) & 63) == 0)
-            {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(_first + (i * _firstBytes));
-            }
-
-            if (((i * _secondBytes) & 63) == 0)
-            {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(_second + (i * _secondBytes));
-            }
-
+            Line(i);
             if (i < _beyond)
             {
                 // The next chunk is longer than this one (a row's last chunks are shorter than its first): its columns
                 // past this chunk's length are prefetched too, two per vector of this chunk.
-                int j = i + _length;
-                if (((j * _firstBytes) & 63) == 0)
-                {
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(_first + (j * _firstBytes));
-                }
-
-                if (((j * _secondBytes) & 63) == 0)
-                {
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(_second + (j * _secondBytes));
-                }
+                Line(i + _length);
             }
+        }
+    }
+
+    /// <summary>The 64-byte line of each source's next chunk at column <paramref name="j"/>, where one starts there.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Line(int j)
+    {
+        if (((j * _firstBytes) & 63) == 0)
+        {
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(_first + (j * _firstBytes));
+        }
+
+        if (((j * _secondBytes) & 63) == 0)
+        {
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(_second + (j * _secondBytes));
         }
     }
 }
