@@ -67,8 +67,7 @@ internal static class Probe
         {
             // A top-k teacher cut from the dense one (binary16 log-probabilities, rest bucket), as SparseBenchmarks;
             // cut at a case's first (warm-up) call, so that a probe of other cases does not wait for it.
-            int kept = k;
-            var topK = new Lazy<TopKTeacherDistribution>(() => Shapes.TopK(t, rows, vocab, kept));
+            var topK = new Lazy<TopKTeacherDistribution>(() => Shapes.TopK(t, rows, vocab, k));
             foreach (Divergence d in new[] { Divergence.ForwardKL, Divergence.GeneralizedJsd(0.5) })
             {
                 var one = new DistillationLoss(d, 2f) { MaxDegreeOfParallelism = 1 };
