@@ -367,11 +367,12 @@ internal static unsafe class FusedKernels
         where TV : struct
     {
         TV vShift = TS.Splat(shift), vC = TS.Splat(c);
+        Exp2Constants<TS, TV> exp2 = Exp2Constants<TS, TV>.Create();
         int w = TS.Count;
         for (int i = 0; i < n; i += w)
         {
             int at = Math.Min(i, n - w);
-            TS.Store(SimdMath.Exp2<TS, TV>(TS.AtLeastLowest(TS.Multiply(TS.Subtract(TS.Load(x + at), vShift), vC))), exps + at);
+            TS.Store(SimdMath.Exp2<TS, TV>(TS.AtLeastLowest(TS.Multiply(TS.Subtract(TS.Load(x + at), vShift), vC)), exp2), exps + at);
         }
     }
 

@@ -21,12 +21,13 @@ internal static unsafe class TopKKernels
         where TV : struct
     {
         TV vMax = TS.Splat(max), vC = TS.Splat(c), acc0 = TS.Zero, acc1 = TS.Zero;
+        Exp2Constants<TS, TV> exp2 = Exp2Constants<TS, TV>.Create();
         double total = 0;
         int w = TS.Count, i = 0, block = 0;
         for (; i + (2 * w) <= n; i += 2 * w)
         {
-            TV e0 = SimdMath.Exp2<TS, TV>(TS.AtLeastLowest(TS.Multiply(TS.Subtract(TS.Load(x + i), vMax), vC)));
-            TV e1 = SimdMath.Exp2<TS, TV>(TS.AtLeastLowest(TS.Multiply(TS.Subtract(TS.Load(x + i + w), vMax), vC)));
+            TV e0 = SimdMath.Exp2<TS, TV>(TS.AtLeastLowest(TS.Multiply(TS.Subtract(TS.Load(x + i), vMax), vC)), exp2);
+            TV e1 = SimdMath.Exp2<TS, TV>(TS.AtLeastLowest(TS.Multiply(TS.Subtract(TS.Load(x + i + w), vMax), vC)), exp2);
             TS.Store(e0, exps + i);
             TS.Store(e1, exps + i + w);
             acc0 = TS.Add(acc0, e0);
@@ -43,7 +44,7 @@ internal static unsafe class TopKKernels
         {
             // The last vector overlaps what was done: its lanes already summed are masked out.
             int at = Math.Min(i, n - w);
-            TV e = SimdMath.Exp2<TS, TV>(TS.AtLeastLowest(TS.Multiply(TS.Subtract(TS.Load(x + at), vMax), vC)));
+            TV e = SimdMath.Exp2<TS, TV>(TS.AtLeastLowest(TS.Multiply(TS.Subtract(TS.Load(x + at), vMax), vC)), exp2);
             TS.Store(e, exps + at);
             acc0 = TS.Add(acc0, TS.Select(TS.TailMask(Math.Min(w, n - i)), e, TS.Zero));
         }
